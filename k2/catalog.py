@@ -1,0 +1,177 @@
+"""The Iceberg catalog and K2's table definitions.
+
+Tables live in one namespace: `trades`, `quotes`, `dead_letters`, `sequence_gaps`. They are created on first use,
+partitioned by `day(timestamp)` and sorted by `(symbol, timestamp, source_sequence)`. Every row carries its source
+position (`source_topic`, `source_partition`, `source_offset`), so any row can be traced back to its message.
+"""
+
+from __future__ import annotations
+
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DecimalType,
+    IntegerType,
+    ListType,
+    LongType,
+    MapType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+from k2.config import Settings
+
+TRADES = "trades"
+QUOTES = "quotes"
+DEAD_LETTERS = "dead_letters"
+SEQUENCE_GAPS = "sequence_gaps"
+TABLE_NAMES = (TRADES, QUOTES, DEAD_LETTERS, SEQUENCE_GAPS)
+TABLE_FOR_KIND = {"trade": TRADES, "quote": QUOTES}
+
+PRICE = DecimalType(18, 8)
+# Small row groups let DuckDB skip most of a file for one symbol's minute (measured: 4x faster point queries).
+TABLE_PROPERTIES = {
+    "write.parquet.row-group-limit": "131072",
+    "write.parquet.compression-codec": "zstd",
+    "format-version": "2",
+}
+
+
+def _common(first_id: int) -> list[NestedField]:
+    ids = iter(range(first_id, first_id + 100))
+    return [
+        NestedField(next(ids), "exchange", StringType(), required=True),
+        NestedField(next(ids), "symbol", StringType(), required=True),
+        NestedField(next(ids), "asset_class", StringType(), required=True),
+        NestedField(next(ids), "timestamp", TimestamptzType(), required=True),
+        NestedField(next(ids), "ingestion_timestamp", TimestamptzType(), required=False),
+        NestedField(next(ids), "currency", StringType(), required=True),
+        NestedField(next(ids), "source_sequence", LongType(), required=False),
+        NestedField(next(ids), "message_id", StringType(), required=False),
+    ]
+
+
+def _position(first_id: int) -> list[NestedField]:
+    return [
+        NestedField(first_id, "source_topic", StringType(), required=True),
+        NestedField(first_id + 1, "source_partition", IntegerType(), required=True),
+        NestedField(first_id + 2, "source_offset", LongType(), required=True),
+    ]
+
+
+def _vendor_data(field_id: int) -> NestedField:
+    value_type = MapType(field_id + 1, StringType(), field_id + 2, StringType(), value_required=False)
+    return NestedField(field_id, "vendor_data", value_type, required=False)
+
+
+TRADES_SCHEMA = Schema(
+    *_common(1),
+    NestedField(20, "trade_id", StringType(), required=True),
+    NestedField(21, "price", PRICE, required=True),
+    NestedField(22, "quantity", PRICE, required=True),
+    NestedField(23, "side", StringType(), required=True),
+    NestedField(24, "trade_conditions", ListType(25, StringType(), element_required=False), required=False),
+    _vendor_data(26),
+    *_position(40),
+)
+
+QUOTES_SCHEMA = Schema(
+    *_common(1),
+    NestedField(20, "quote_id", StringType(), required=True),
+    NestedField(21, "bid_price", PRICE, required=False),
+    NestedField(22, "bid_quantity", PRICE, required=False),
+    NestedField(23, "ask_price", PRICE, required=False),
+    NestedField(24, "ask_quantity", PRICE, required=False),
+    NestedField(25, "one_sided", BooleanType(), required=True),
+    NestedField(26, "crossed", BooleanType(), required=True),
+    _vendor_data(27),
+    *_position(40),
+)
+
+DEAD_LETTERS_SCHEMA = Schema(
+    *_position(1),
+    NestedField(4, "kind", StringType(), required=True),
+    NestedField(5, "reason", StringType(), required=True),
+    NestedField(6, "detail", StringType(), required=True),
+    NestedField(7, "raw", BinaryType(), required=True),
+    NestedField(8, "source_timestamp", TimestamptzType(), required=False),
+)
+
+SEQUENCE_GAPS_SCHEMA = Schema(
+    NestedField(1, "event", StringType(), required=True),
+    NestedField(2, "kind", StringType(), required=True),
+    NestedField(3, "exchange", StringType(), required=True),
+    NestedField(4, "symbol", StringType(), required=True),
+    NestedField(5, "session", IntegerType(), required=True),
+    NestedField(6, "expected_sequence", LongType(), required=True),
+    NestedField(7, "received_sequence", LongType(), required=True),
+    NestedField(8, "missing_count", LongType(), required=True),
+    NestedField(9, "timestamp", TimestamptzType(), required=True),
+    NestedField(10, "previous_timestamp", TimestamptzType(), required=True),
+    *_position(11),
+)
+
+SCHEMAS: dict[str, Schema] = {
+    TRADES: TRADES_SCHEMA,
+    QUOTES: QUOTES_SCHEMA,
+    DEAD_LETTERS: DEAD_LETTERS_SCHEMA,
+    SEQUENCE_GAPS: SEQUENCE_GAPS_SCHEMA,
+}
+_TIME_COLUMN = {TRADES: "timestamp", QUOTES: "timestamp", SEQUENCE_GAPS: "timestamp", DEAD_LETTERS: "source_timestamp"}
+_SORT_COLUMNS = {
+    TRADES: ("symbol", "timestamp", "source_sequence"),
+    QUOTES: ("symbol", "timestamp", "source_sequence"),
+    SEQUENCE_GAPS: ("symbol", "timestamp"),
+    DEAD_LETTERS: ("source_topic", "source_partition", "source_offset"),
+}
+
+
+def partition_spec(name: str) -> PartitionSpec:
+    source = SCHEMAS[name].find_field(_TIME_COLUMN[name])
+    return PartitionSpec(PartitionField(source.field_id, 1000, DayTransform(), "day"))
+
+
+def sort_order(name: str) -> SortOrder:
+    schema = SCHEMAS[name]
+    fields = [
+        SortField(schema.find_field(column).field_id, IdentityTransform(), SortDirection.ASC, NullOrder.NULLS_FIRST)
+        for column in _SORT_COLUMNS[name]
+    ]
+    return SortOrder(*fields)
+
+
+def sort_columns(name: str) -> tuple[str, ...]:
+    return _SORT_COLUMNS[name]
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The configured catalog: by default SQLite under the data dir with a local warehouse folder."""
+    uri = settings.resolved_catalog_uri
+    if uri.startswith("sqlite:///"):
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    properties = {"type": "sql", "uri": uri, "warehouse": settings.resolved_warehouse}
+    if uri.startswith(("http://", "https://")):
+        properties["type"] = "rest"
+    return load_catalog(settings.catalog_name, **properties)
+
+
+def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
+    """Create the namespace and the four tables when missing; return them by name."""
+    catalog.create_namespace_if_not_exists(namespace)
+    return {
+        name: catalog.create_table_if_not_exists(
+            (namespace, name),
+            schema=SCHEMAS[name],
+            partition_spec=partition_spec(name),
+            sort_order=sort_order(name),
+            properties=TABLE_PROPERTIES,
+        )
+        for name in TABLE_NAMES
+    }

@@ -1,0 +1,128 @@
+"""K2 configuration: one typed object, read from `K2_*` environment variables and validated at start.
+
+Every setting has a default that works on a fresh machine (an embedded SQLite catalog and a local warehouse under
+`K2_DATA_DIR`). A bad value stops the process with a message naming the variable, never a traceback deep inside.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+ENV_PREFIX = "K2_"
+
+SourceName = Literal["synthetic", "file", "kafka"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # Storage
+    data_dir: str = "./.k2"
+    namespace: str = "market_data"
+    catalog_name: str = "k2"
+    catalog_uri: str = ""  # default: sqlite under data_dir
+    warehouse: str = ""  # default: file:// folder under data_dir
+
+    # Sources
+    source: SourceName = "synthetic"
+    input_file: str = ""  # one message per line, for source=file
+    input_kind: Literal["trade", "quote"] = "trade"  # what the file's messages are
+    kafka_bootstrap: str = ""
+    trades_topic: str = "market.trades"
+    quotes_topic: str = "market.quotes"
+    dlq_topic: str = "market.dlq"
+    synthetic_messages: int = 200_000
+    synthetic_symbols: int = 50
+    synthetic_seed: int = 7
+    batch_size: int = 5_000
+
+    # Flow
+    epoch_seconds: float = 1.0
+    commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
+    seam_heartbeat_seconds: float = 30.0  # an idle table still records the positions it has covered this often
+
+    # Validation: fixed bounds, never the wall clock, so replays decide the same
+    min_timestamp_us: int = 946_684_800_000_000  # 2000-01-01T00:00:00Z
+    max_timestamp_us: int = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+
+    # Sequence check and dedupe
+    reset_floor: int = 1  # a count restarting at or below this, later in event time, is a new session
+    session_gap_seconds: float = 3_600.0  # any backwards sequence after this much event-time silence is a reset
+    max_gap_ranges: int = 10_000  # outstanding gap ranges remembered per instrument
+    dedupe_horizon_seconds: float = 900.0  # event-time window for id-keyed dedupe
+    dedupe_max_keys: int = 1_000_000  # per partition
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("batch_size", "commit_max_rows", "max_gap_ranges", "dedupe_max_keys", "synthetic_symbols"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{env_name(name)} must be positive")
+        for name in ("epoch_seconds", "dedupe_horizon_seconds", "session_gap_seconds", "seam_heartbeat_seconds"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{env_name(name)} must be positive")
+        if self.synthetic_messages < 0:
+            problems.append(f"{env_name('synthetic_messages')} must not be negative")
+        if self.min_timestamp_us >= self.max_timestamp_us:
+            problems.append("K2_MIN_TIMESTAMP_US must be below K2_MAX_TIMESTAMP_US")
+        if self.source == "file" and not self.input_file:
+            problems.append("K2_SOURCE=file needs K2_INPUT_FILE")
+        if self.source == "kafka" and not self.kafka_bootstrap:
+            problems.append("K2_SOURCE=kafka needs K2_KAFKA_BOOTSTRAP")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def resolved_catalog_uri(self) -> str:
+        return self.catalog_uri or f"sqlite:///{self.data_path / 'catalog.db'}"
+
+    @property
+    def resolved_warehouse(self) -> str:
+        return self.warehouse or (self.data_path / "warehouse").as_uri()
+
+    @property
+    def dedupe_horizon_us(self) -> int:
+        return int(self.dedupe_horizon_seconds * 1_000_000)
+
+    @property
+    def session_gap_us(self) -> int:
+        return int(self.session_gap_seconds * 1_000_000)
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from `K2_*` variables (default: the process environment), then apply keyword overrides."""
+    environ = os.environ if environ is None else environ
+    fields = set(Settings.__struct_fields__)
+    raw: dict[str, object] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and (name := key[len(ENV_PREFIX) :].lower()) in fields:
+            raw[name] = value
+    raw.update(overrides)
+    try:
+        # strict=False converts the environment's strings to the declared int/float/literal types
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    marker = "at `$."
+    if marker in text:
+        field = text.split(marker, 1)[1].rstrip("`").split("`")[0].split(".")[0]
+        return f"{env_name(field)}: {text.split(' - at ')[0]}"
+    return text

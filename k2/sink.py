@@ -1,0 +1,236 @@
+"""Writing to Iceberg, and the commit protocol that makes it exactly-once.
+
+One committer (`IcebergWriter`) owns all four tables. It buffers Arrow batches and commits per epoch (or when the
+buffer is large), never per message. Each table's commit stores, in its snapshot summary, the next source offset of
+every partition that table has covered (`k2.kafka.offsets`): that is the table's seam. On start the writer reads
+the seams back (walking past maintenance snapshots, which carry none) and drops any row at an offset below its
+table's seam, so a source that re-sends already committed messages cannot write them twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from k2.batch import position_key
+from k2.catalog import (
+    DEAD_LETTERS,
+    QUOTES,
+    SEQUENCE_GAPS,
+    TABLE_FOR_KIND,
+    TRADES,
+    ensure_tables,
+    open_catalog,
+    sort_columns,
+)
+from k2.columnar import ArrowBatch, empty_table
+from k2.config import Settings
+
+OFFSETS_PROPERTY = "k2.kafka.offsets"
+DUPLICATES_PROPERTY = "k2.duplicates"
+MESSAGES_PROPERTY = "k2.messages"
+# Side tables first: a crash between commits then re-derives (and filters) data rows, never loses a dead letter.
+COMMIT_ORDER = (DEAD_LETTERS, SEQUENCE_GAPS, QUOTES, TRADES)
+
+log = logging.getLogger(__name__)
+
+
+def committed_offsets(table: Table) -> dict[str, int]:
+    """The seam of a table: the offsets recorded by its newest snapshot that has them."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        value = snapshot.summary.additional_properties.get(OFFSETS_PROPERTY) if snapshot.summary else None
+        if value is not None:
+            return {key: int(offset) for key, offset in json.loads(value).items()}
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+    return {}
+
+
+class CommitResult:
+    __slots__ = ("table", "rows", "snapshot_id", "seconds")
+
+    def __init__(self, table: str, rows: int, snapshot_id: int, seconds: float):
+        self.table, self.rows, self.snapshot_id, self.seconds = table, rows, snapshot_id, seconds
+
+    def __repr__(self) -> str:
+        return f"CommitResult({self.table!r}, rows={self.rows}, snapshot={self.snapshot_id}, {self.seconds:.3f}s)"
+
+
+class IcebergWriter:
+    """Buffers batches for the four tables and commits them with their source positions."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        namespace: str,
+        *,
+        commit_max_rows: int = 2_000_000,
+        commit_interval_seconds: float = 1.0,
+        seam_heartbeat_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.tables = ensure_tables(catalog, namespace)
+        self.commit_max_rows = commit_max_rows
+        self.commit_interval_seconds = commit_interval_seconds
+        self.seam_heartbeat_seconds = seam_heartbeat_seconds
+        self._clock = clock
+        self.seams: dict[str, dict[str, int]] = {name: committed_offsets(t) for name, t in self.tables.items()}
+        self._last_commit = {name: clock() for name in self.tables}
+        self._last_flush = clock()
+        self._buffers: dict[str, list[pa.Table]] = {name: [] for name in self.tables}
+        self._buffered_rows = 0
+        self._positions: dict[str, int] = {}  # next offset reached per partition (in buffered data)
+        self._kind_table: dict[str, str] = {}  # which data table a partition feeds
+        self._duplicates: dict[str, int] = {}
+        self._messages: dict[str, int] = {}
+        self.commits: list[CommitResult] = []
+
+    def write(self, batch: ArrowBatch) -> None:
+        key = position_key(batch.topic, batch.partition)
+        self._kind_table[key] = TABLE_FOR_KIND[batch.kind]
+        kind_seam = self.seams[self._kind_table[key]].get(key, 0)
+        if batch.next_offset <= kind_seam:
+            return  # all of it is committed already (a source resuming from an older position)
+        for name, table in batch.tables.items():
+            seam = self.seams[name].get(key, 0)
+            if seam > batch.first_offset:
+                table = table.filter(pc.greater_equal(table["source_offset"], seam))
+            if table.num_rows:
+                self._buffers[name].append(table)
+                self._buffered_rows += table.num_rows
+        if batch.first_offset >= kind_seam:  # counts of a partly committed batch were recorded with the seam
+            self._duplicates[key] = self._duplicates.get(key, 0) + batch.duplicates
+            self._messages[key] = self._messages.get(key, 0) + batch.messages_in
+        self._positions[key] = max(self._positions.get(key, 0), batch.next_offset)
+        # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
+        # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
+        if self._buffered_rows >= self.commit_max_rows or self._clock() - self._last_flush >= self.commit_interval_seconds:
+            self.commit()
+
+    def commit(self, *, final: bool = False) -> list[CommitResult]:
+        """Commit what is buffered; tables with nothing new record their seam when it is due (or `final`)."""
+        results = []
+        now = self._last_flush = self._clock()
+        for name in COMMIT_ORDER:
+            seam = {**self.seams[name], **self._positions_for(name)}
+            pending_counts = self._counts_for(name)
+            has_rows = bool(self._buffers[name])
+            lagging = seam != self.seams[name]
+            due = final or now - self._last_commit[name] >= self.seam_heartbeat_seconds
+            if not (has_rows or pending_counts or (lagging and due)):
+                continue
+            results.append(self._commit_table(name, seam, pending_counts))
+        self._buffered_rows = 0
+        self.commits.extend(results)
+        return results
+
+    def close(self) -> None:
+        self.commit(final=True)
+
+    def _positions_for(self, name: str) -> dict[str, int]:
+        return {key: offset for key, offset in self._positions.items() if offset > self.seams[name].get(key, 0)}
+
+    def _counts_for(self, name: str) -> dict[str, tuple[int, int]]:
+        keys = [key for key, table in self._kind_table.items() if table == name and key in self._messages]
+        return {key: (self._messages[key], self._duplicates.get(key, 0)) for key in keys}
+
+    def _commit_table(self, name: str, seam: dict[str, int], counts: dict[str, tuple[int, int]]) -> CommitResult:
+        started = time.perf_counter()
+        table = self.tables[name]
+        parts = self._buffers[name]
+        data = pa.concat_tables(parts) if parts else None
+        if data is None:
+            data = empty_table(name)
+        elif len(parts) > 1 or data.num_rows > 1:
+            data = data.sort_by([(column, "ascending") for column in sort_columns(name)])
+        properties = {OFFSETS_PROPERTY: json.dumps(seam, sort_keys=True)}
+        if counts:
+            properties[MESSAGES_PROPERTY] = json.dumps({k: c[0] for k, c in counts.items()}, sort_keys=True)
+            properties[DUPLICATES_PROPERTY] = json.dumps({k: c[1] for k, c in counts.items()}, sort_keys=True)
+        table.append(data, snapshot_properties=properties)
+        # Only after the commit succeeded: a failed commit keeps its buffer and counts for the next try.
+        self._buffers[name] = []
+        for key in counts:
+            self._messages.pop(key, None)
+            self._duplicates.pop(key, None)
+        self.seams[name] = seam
+        self._last_commit[name] = self._clock()
+        snapshot = table.current_snapshot()
+        result = CommitResult(name, data.num_rows, snapshot.snapshot_id if snapshot else -1, time.perf_counter() - started)
+        log.info("committed %s", result, extra={"table": name, "rows": data.num_rows, "offsets": seam})
+        return result
+
+
+def summed_property(table: Table, prop: str) -> dict[str, int]:
+    """Add up a per-partition counter property over every snapshot of a table (e.g. duplicates dropped)."""
+    totals: dict[str, int] = {}
+    for snapshot in table.snapshots():
+        value = snapshot.summary.additional_properties.get(prop) if snapshot.summary else None
+        if value:
+            for key, count in json.loads(value).items():
+                totals[key] = totals.get(key, 0) + int(count)
+    return totals
+
+
+def read_table(table: Table, columns: Iterable[str] | None = None) -> pa.Table:
+    """The whole current content of a table (tests and small tools; queries go through the query engine)."""
+    table = table.refresh()
+    selected = tuple(columns) if columns is not None else ("*",)
+    return table.scan(selected_fields=selected).to_arrow()
+
+
+COMMITTER = "iceberg"  # the one sink partition: a single committer per table avoids commit conflicts
+
+
+class _CommitterPartition(StatefulSinkPartition[ArrowBatch, None]):
+    def __init__(self, writer: IcebergWriter):
+        self.writer = writer
+
+    def write_batch(self, values: list[ArrowBatch]) -> None:
+        for batch in values:
+            self.writer.write(batch)
+
+    def snapshot(self) -> None:
+        # Runs after the epoch's writes: commit here, so every epoch ends with its data in Iceberg.
+        self.writer.commit()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class IcebergSink(FixedPartitionedSink[ArrowBatch, None]):
+    """Bytewax sink around `IcebergWriter`; upstream items are `(COMMITTER, ArrowBatch)`."""
+
+    def __init__(self, writer_factory: Callable[[], IcebergWriter]):
+        self.writer_factory = writer_factory
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IcebergSink:
+        def factory() -> IcebergWriter:
+            return IcebergWriter(
+                open_catalog(settings),
+                settings.namespace,
+                commit_max_rows=settings.commit_max_rows,
+                commit_interval_seconds=settings.epoch_seconds,
+                seam_heartbeat_seconds=settings.seam_heartbeat_seconds,
+            )
+
+        return cls(factory)
+
+    def list_parts(self) -> list[str]:
+        return [COMMITTER]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _CommitterPartition:
+        return _CommitterPartition(self.writer_factory())

@@ -1,0 +1,68 @@
+"""Bytewax step logic: thin stateful wrappers that hold K2's per-partition state objects.
+
+Bytewax's `stateful_map` deep-copies its state at every epoch close; with a million remembered keys that is
+seconds. These steps snapshot their state as msgpack bytes instead (one C-level pass), and resume from them.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from bytewax.operators import StatefulLogic
+
+from k2.batch import IngestBatch
+from k2.config import Settings
+from k2.dedupe import Deduper
+from k2.sequence import SequenceTracker
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+class _PartitionStep(StatefulLogic[IngestBatch, IngestBatch, bytes]):
+    """Runs `process` on every batch of one source partition; the state object snapshots as bytes."""
+
+    def __init__(self, state: Any, process: Callable[[IngestBatch], IngestBatch], resume: bytes | None):
+        self.state = state
+        self.process = process
+        if resume is not None:
+            state.load_state(_decode(resume))
+
+    def on_item(self, value: IngestBatch) -> tuple[Iterable[IngestBatch], bool]:
+        return (self.process(value),), StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return _encode(self.state.to_state())
+
+
+def sequence_check(settings: Settings) -> Callable[[bytes | None], StatefulLogic]:
+    """Builder for the sequence-check step: one `SequenceTracker` per source partition."""
+
+    def build(resume: bytes | None) -> StatefulLogic:
+        tracker = SequenceTracker(settings.reset_floor, settings.session_gap_us, settings.max_gap_ranges)
+        return _PartitionStep(tracker, tracker.check_batch, resume)
+
+    return build
+
+
+def dedupe(settings: Settings) -> Callable[[bytes | None], StatefulLogic]:
+    """Builder for the dedupe step: one `Deduper` per source partition."""
+
+    def build(resume: bytes | None) -> StatefulLogic:
+        deduper = Deduper(settings.dedupe_horizon_us, settings.dedupe_max_keys)
+        return _PartitionStep(deduper.recent, deduper.dedupe_batch, resume)
+
+    return build
+
+
+def tune_gc() -> None:
+    """Collect rarely: the flow allocates millions of short-lived objects and holds no cycles worth chasing.
+
+    Measured here: decoding with default thresholds spent ~half its time in the young-generation collector.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
