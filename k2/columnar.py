@@ -60,7 +60,9 @@ def to_arrow(batch: IngestBatch) -> ArrowBatch:
     )
 
 
-def records_table(name: str, records: Sequence[Trade | Quote], topic: str, partition: int, offsets: list[int]) -> pa.Table:
+def records_table(
+    name: str, records: Sequence[Trade | Quote], topic: str, partition: int, offsets: list[int]
+) -> pa.Table:
     schema = ARROW_SCHEMAS[name]
     n = len(records)
     columns: dict[str, list] = {}

@@ -141,15 +141,15 @@ class SyntheticFeed:
         inst.ticks = max(1, inst.ticks + rng.choice((-2, -1, -1, 0, 0, 0, 1, 1, 2)))
         price = inst.tick * inst.ticks
         seq = inst.seq[kind]
-        common = dict(
-            exchange=inst.exchange,
-            symbol=inst.symbol,
-            asset_class=inst.asset_class,
-            timestamp=now,
-            ingestion_timestamp=now + rng.randrange(50, 5_000),
-            currency=inst.currency,
-            source_sequence=seq,
-        )
+        common = {
+            "exchange": inst.exchange,
+            "symbol": inst.symbol,
+            "asset_class": inst.asset_class,
+            "timestamp": now,
+            "ingestion_timestamp": now + rng.randrange(50, 5_000),
+            "currency": inst.currency,
+            "source_sequence": seq,
+        }
         if kind == "trade":
             return encode(
                 Trade(

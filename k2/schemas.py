@@ -19,7 +19,7 @@ Kind = Literal["trade", "quote"]
 KINDS: tuple[Kind, ...] = ("trade", "quote")
 
 
-class AssetClass(str, enum.Enum):
+class AssetClass(enum.StrEnum):
     EQUITIES = "equities"
     CRYPTO = "crypto"
     FUTURES = "futures"
@@ -27,7 +27,7 @@ class AssetClass(str, enum.Enum):
     FX = "fx"
 
 
-class Side(str, enum.Enum):
+class Side(enum.StrEnum):
     BUY = "BUY"
     SELL = "SELL"
     SELL_SHORT = "SELL_SHORT"

@@ -34,6 +34,7 @@ class _Instrument:
     last: int
     max_ts: int
     session: int = 0
+    first: int = 0  # the session's first number seen; open numbers below it are unknown, not gaps
     gap_lo: list[int] = field(default_factory=list)  # open gaps as inclusive ranges, sorted by lo
     gap_hi: list[int] = field(default_factory=list)
 
@@ -52,21 +53,28 @@ class SequenceTracker:
 
     def to_state(self) -> list:
         """Plain containers (msgpack-ready) holding everything needed to resume."""
-        return [[*key, st.last, st.max_ts, st.session, st.gap_lo, st.gap_hi] for key, st in self._state.items()]
+        return [
+            [*key, st.last, st.max_ts, st.session, st.first, st.gap_lo, st.gap_hi] for key, st in self._state.items()
+        ]
 
     def load_state(self, state: list) -> None:
-        for kind, exchange, symbol, last, max_ts, session, gap_lo, gap_hi in state:
-            self._state[(kind, exchange, symbol)] = _Instrument(last, max_ts, session, list(gap_lo), list(gap_hi))
+        for kind, exchange, symbol, last, max_ts, session, first, gap_lo, gap_hi in state:
+            self._state[(kind, exchange, symbol)] = _Instrument(
+                last, max_ts, session, first, list(gap_lo), list(gap_hi)
+            )
 
     def open_gaps(self, kind: str, exchange: str, symbol: str) -> list[tuple[int, int]]:
+        """Missing ranges (inclusive) of the current session, oldest first."""
         state = self._state.get((kind, exchange, symbol))
-        return [] if state is None else list(zip(state.gap_lo, state.gap_hi, strict=True))
+        if state is None:
+            return []
+        return [(lo, hi) for lo, hi in zip(state.gap_lo, state.gap_hi, strict=True) if hi >= state.first]
 
     def classify(self, key: tuple[str, str, str], seq: int, ts: int) -> tuple[SeqClass, SequenceEvent | None]:
         """Classify one message; the event (gap or reset) is returned without source position filled in."""
         state = self._state.get(key)
         if state is None:
-            self._state[key] = _Instrument(last=seq, max_ts=ts)
+            self._state[key] = _first_seen(seq, ts, session=0)
             return SeqClass.IN_ORDER, None
         last = state.last
         if seq == last + 1:
@@ -83,7 +91,7 @@ class SequenceTracker:
             return SeqClass.GAP, event
         if ts > state.max_ts and (seq <= self.reset_floor or ts - state.max_ts >= self.session_gap_us):
             event = _event("reset", key, state, expected=last + 1, received=seq, missing=0, ts=ts)
-            self._state[key] = _Instrument(last=seq, max_ts=ts, session=state.session + 1)
+            self._state[key] = _first_seen(seq, ts, session=state.session + 1)
             return SeqClass.RESET, event
         if _take_from_gaps(state, seq):
             return SeqClass.LATE, None
@@ -137,6 +145,14 @@ def _event(
         source_partition=-1,
         source_offset=-1,
     )
+
+
+def _first_seen(seq: int, ts: int, session: int) -> _Instrument:
+    """State after the first message of a session. The numbers below it are open but not reported as a gap:
+    joining mid-session they were never ours to see, and a reordered earlier message must still count as late."""
+    if seq > 0:
+        return _Instrument(last=seq, max_ts=ts, session=session, first=seq, gap_lo=[0], gap_hi=[seq - 1])
+    return _Instrument(last=seq, max_ts=ts, session=session, first=seq)
 
 
 def _take_from_gaps(state: _Instrument, seq: int) -> bool:

@@ -56,7 +56,7 @@ def committed_offsets(table: Table) -> dict[str, int]:
 
 
 class CommitResult:
-    __slots__ = ("table", "rows", "snapshot_id", "seconds")
+    __slots__ = ("rows", "seconds", "snapshot_id", "table")
 
     def __init__(self, table: str, rows: int, snapshot_id: int, seconds: float):
         self.table, self.rows, self.snapshot_id, self.seconds = table, rows, snapshot_id, seconds
@@ -113,7 +113,8 @@ class IcebergWriter:
         self._positions[key] = max(self._positions.get(key, 0), batch.next_offset)
         # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
         # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
-        if self._buffered_rows >= self.commit_max_rows or self._clock() - self._last_flush >= self.commit_interval_seconds:
+        interval_over = self._clock() - self._last_flush >= self.commit_interval_seconds
+        if self._buffered_rows >= self.commit_max_rows or interval_over:
             self.commit()
 
     def commit(self, *, final: bool = False) -> list[CommitResult]:
@@ -165,7 +166,8 @@ class IcebergWriter:
         self.seams[name] = seam
         self._last_commit[name] = self._clock()
         snapshot = table.current_snapshot()
-        result = CommitResult(name, data.num_rows, snapshot.snapshot_id if snapshot else -1, time.perf_counter() - started)
+        snapshot_id = snapshot.snapshot_id if snapshot else -1
+        result = CommitResult(name, data.num_rows, snapshot_id, time.perf_counter() - started)
         log.info("committed %s", result, extra={"table": name, "rows": data.num_rows, "offsets": seam})
         return result
 

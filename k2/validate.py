@@ -144,13 +144,17 @@ def _decimal_problem(field: str, value: Decimal, *, price: bool, positive: bool 
         if value > 0 or (value == 0 and not positive):
             return None
         if price:
-            return Rejection("zero_price", f"{field} is zero") if value == 0 else Rejection(
-                "negative_price", f"{field} {value} is negative"
+            return (
+                Rejection("zero_price", f"{field} is zero")
+                if value == 0
+                else Rejection("negative_price", f"{field} {value} is negative")
             )
         if positive:
             return Rejection("non_positive_quantity", f"{field} {value} is not positive")
         return Rejection("negative_quantity", f"{field} {value} is negative")
-    return Rejection(f"bad_decimal:{field}", f"{field} {value} is not exact in decimal({PRICE_PRECISION},{PRICE_SCALE})")
+    return Rejection(
+        f"bad_decimal:{field}", f"{field} {value} is not exact in decimal({PRICE_PRECISION},{PRICE_SCALE})"
+    )
 
 
 def exact_decimal(value: Decimal) -> bool:

@@ -1,0 +1,134 @@
+from decimal import Decimal
+
+import pytest
+
+from k2.schemas import Quote, Side, Trade
+from k2.validate import Rejection, Rules, decode, validate_batch
+from tests.fixtures.market import DROP, T0, quote, raw_batch, trade, wire
+
+RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)
+
+
+def reason(message, kind="trade") -> str:
+    outcome = decode(wire(message), kind, RULES)
+    assert isinstance(outcome, Rejection), f"expected a rejection, got {outcome!r}"
+    return outcome.reason
+
+
+def test_valid_trade_decodes_exactly():
+    record = decode(wire(trade(price="0.1", quantity=0.2)), "trade", RULES)
+    assert isinstance(record, Trade)
+    assert record.price == Decimal("0.1") and record.quantity == Decimal("0.2")
+    assert record.price + record.quantity == Decimal("0.3")  # never went through float
+    assert record.side is Side.BUY and record.trade_conditions == ["@"]
+
+
+def test_json_numbers_are_read_as_decimals_without_float():
+    record = decode(
+        b'{"exchange":"X","symbol":"S","asset_class":"fx","timestamp":%d,"currency":"USD",'
+        b'"trade_id":"1","price":1.10000001,"quantity":12345678.12345678,"side":"SELL"}' % T0,
+        "trade",
+        RULES,
+    )
+    assert isinstance(record, Trade)
+    assert record.price == Decimal("1.10000001")
+    assert record.quantity == Decimal("12345678.12345678")
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"", "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        (b"[1, 2]", "not_an_object"),
+        (trade(price=DROP), "missing_field:price"),
+        (trade(symbol=DROP), "missing_field:symbol"),
+        (trade(trade_id=DROP), "missing_field:trade_id"),
+        (trade(price="12..5"), "bad_decimal:price"),
+        (trade(price="NaN"), "bad_decimal:price"),
+        (trade(price="Infinity"), "bad_decimal:price"),
+        (trade(price="0.123456789"), "bad_decimal:price"),  # not exact in decimal(18,8)
+        (trade(price="12345678901"), "bad_decimal:price"),  # too large for decimal(18,8)
+        (trade(quantity=True), "bad_decimal:quantity"),
+        (trade(price="-1.5"), "negative_price"),
+        (trade(price="0"), "zero_price"),
+        (trade(quantity="0"), "non_positive_quantity"),
+        (trade(quantity="-3"), "non_positive_quantity"),
+        (trade(timestamp=T0 // 1000), "timestamp_out_of_range"),  # milliseconds by mistake
+        (trade(timestamp=T0 * 1000), "timestamp_out_of_range"),  # nanoseconds by mistake
+        (trade(ingestion_timestamp=5), "timestamp_out_of_range"),
+        (trade(timestamp=1.5), "invalid_field:timestamp"),
+        (trade(side="HOLD"), "unknown_side"),
+        (trade(asset_class="bonds"), "unknown_asset_class"),
+        (trade(symbol=""), "empty_field:symbol"),
+        (trade(exchange=""), "empty_field:exchange"),
+        (trade(trade_id=""), "empty_field:trade_id"),
+        (trade(source_sequence=-1), "negative_sequence"),
+        (trade(vendor_data={"a": 1}), "invalid_field:vendor_data"),
+    ],
+)
+def test_trade_rejection_reasons(message, expected):
+    assert reason(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (quote(quote_id=DROP), "missing_field:quote_id"),
+        (quote(bid_price="-0.01"), "negative_price"),
+        (quote(ask_quantity="-5"), "negative_quantity"),
+        (quote(ask_price="abc"), "bad_decimal:ask_price"),
+        (quote(bid_quantity="1e-9"), "bad_decimal:bid_quantity"),
+    ],
+)
+def test_quote_rejection_reasons(message, expected):
+    assert reason(message, "quote") == expected
+
+
+def test_unknown_kind_is_a_rejection_not_a_crash():
+    assert reason(trade(), kind="option_chain") == "unknown_kind"
+
+
+def test_quote_flags_are_derived_not_rejected():
+    crossed = decode(wire(quote(bid_price="10.02", ask_price="10.01")), "quote", RULES)
+    assert isinstance(crossed, Quote) and crossed.crossed and not crossed.one_sided
+    one_sided = decode(wire(quote(bid_price="0.0", bid_quantity="0")), "quote", RULES)
+    assert isinstance(one_sided, Quote) and one_sided.one_sided and not one_sided.crossed
+    assert one_sided.bid_price is None and one_sided.bid_quantity is None  # an empty side is null, not 0
+    missing_ask = decode(wire(quote(ask_price=None, ask_quantity=None)), "quote", RULES)
+    assert isinstance(missing_ask, Quote) and missing_ask.one_sided
+    locked = decode(wire(quote(bid_price="10.01", ask_price="10.01")), "quote", RULES)
+    assert isinstance(locked, Quote) and not locked.crossed and not locked.one_sided
+
+
+def test_wire_flags_are_overwritten_by_derivation():
+    record = decode(wire(quote(crossed=True, one_sided=True)), "quote", RULES)
+    assert isinstance(record, Quote) and not record.crossed and not record.one_sided
+
+
+def test_validation_ignores_the_wall_clock():
+    # A message from 2001 and one from 2099 are both inside the fixed bounds: no "too old" verdict exists.
+    early = decode(wire(trade(timestamp=978_307_200_000_000)), "trade", RULES)
+    late = decode(wire(trade(timestamp=4_070_908_800_000_000)), "trade", RULES)
+    assert isinstance(early, Trade) and isinstance(late, Trade)
+
+
+def test_batch_keeps_offsets_and_dead_letters_with_raw_bytes():
+    messages = [trade(trade_id="a"), b"garbage", trade(trade_id="b", price="-1"), trade(trade_id="c")]
+    batch = validate_batch(raw_batch(messages, start=40), "trade", RULES)
+    assert [r.trade_id for r in batch.records] == ["a", "c"]
+    assert batch.offsets == [40, 43]
+    assert [(d.source_offset, d.reason) for d in batch.dead_letters] == [(41, "malformed_json"), (42, "negative_price")]
+    assert batch.dead_letters[0].raw == b"garbage"
+    assert batch.dead_letters[0].source_topic == "market.trades" and batch.dead_letters[0].kind == "trade"
+    assert "JSON" in batch.dead_letters[0].detail
+    assert batch.messages_in == 4 and batch.first_offset == 40 and batch.next_offset == 44
+
+
+def test_missing_ingestion_timestamp_comes_from_the_source_record():
+    raw = raw_batch([trade(ingestion_timestamp=DROP), trade(trade_id="2")])
+    raw.timestamps = [T0 + 7, T0 + 9]
+    batch = validate_batch(raw, "trade", RULES)
+    assert [r.ingestion_timestamp for r in batch.records] == [T0 + 7, T0 + 500]
+    assert batch.source_timestamps == [T0 + 7, T0 + 9]
