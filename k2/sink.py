@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +40,10 @@ DUPLICATES_PROPERTY = "k2.duplicates"
 MESSAGES_PROPERTY = "k2.messages"
 # Side tables first: a crash between commits then re-derives (and filters) data rows, never loses a dead letter.
 COMMIT_ORDER = (DEAD_LETTERS, SEQUENCE_GAPS, QUOTES, TRADES)
+# Side tables get few rows; committing them at every interval would cost more metadata than data. Their seam
+# simply lags (a restart resumes from the lowest seam and the data tables' seams filter what they already hold).
+SIDE_TABLES = (DEAD_LETTERS, SEQUENCE_GAPS)
+SIDE_TABLE_INTERVALS = 10  # side tables commit every this many commit intervals, and at every epoch end
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +98,13 @@ class IcebergWriter:
         self._duplicates: dict[str, int] = {}
         self._messages: dict[str, int] = {}
         self.commits: list[CommitResult] = []
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-iceberg-commit")
+        self._inflight: Future | None = None
+        self._failure: BaseException | None = None
 
     def write(self, batch: ArrowBatch) -> None:
+        if self._failure is not None:
+            self._join()
         key = position_key(batch.topic, batch.partition)
         self._kind_table[key] = TABLE_FOR_KIND[batch.kind]
         kind_seam = self.seams[self._kind_table[key]].get(key, 0)
@@ -115,27 +125,62 @@ class IcebergWriter:
         # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
         interval_over = self._clock() - self._last_flush >= self.commit_interval_seconds
         if self._buffered_rows >= self.commit_max_rows or interval_over:
-            self.commit()
+            self.commit(side_tables=False, wait=False)
 
-    def commit(self, *, final: bool = False) -> list[CommitResult]:
-        """Commit what is buffered; tables with nothing new record their seam when it is due (or `final`)."""
-        results = []
+    def commit(self, *, final: bool = False, side_tables: bool = True, wait: bool = True) -> None:
+        """Commit what is buffered; tables with nothing new record their seam when it is due (or `final`).
+
+        The commit runs on one background thread, so Parquet encoding (which releases the GIL) overlaps the
+        next batches' decoding; commits stay in order because each waits for the one before. `wait=False` is the
+        mid-epoch cadence; Bytewax's epoch end waits, so a finished epoch always has its data in Iceberg.
+        `side_tables=False` leaves dead letters and gap events buffered until they are due.
+        """
+        self._join()
         now = self._last_flush = self._clock()
+        side_due = now - self._last_commit[DEAD_LETTERS] >= SIDE_TABLE_INTERVALS * self.commit_interval_seconds
+        jobs = []
         for name in COMMIT_ORDER:
+            if name in SIDE_TABLES and not (side_tables or final or side_due):
+                continue
             seam = {**self.seams[name], **self._positions_for(name)}
-            pending_counts = self._counts_for(name)
-            has_rows = bool(self._buffers[name])
+            counts = self._counts_for(name)
             lagging = seam != self.seams[name]
             due = final or now - self._last_commit[name] >= self.seam_heartbeat_seconds
-            if not (has_rows or pending_counts or (lagging and due)):
+            if not (self._buffers[name] or counts or (lagging and due)):
                 continue
-            results.append(self._commit_table(name, seam, pending_counts))
-        self._buffered_rows = 0
-        self.commits.extend(results)
-        return results
+            jobs.append((name, self._buffers[name], seam, counts))
+            # Handed over: from here the seam counts as taken (rows below it are never buffered again). If the
+            # commit fails, this writer refuses all further work and the flow restarts from Iceberg's seams.
+            self._buffers[name] = []
+            for key in counts:
+                self._messages.pop(key, None)
+                self._duplicates.pop(key, None)
+            self.seams[name] = seam
+            self._last_commit[name] = now
+        self._buffered_rows = sum(t.num_rows for parts in self._buffers.values() for t in parts)
+        if jobs:
+            self._inflight = self._committer.submit(self._commit_tables, jobs)
+        if wait:
+            self._join()
 
     def close(self) -> None:
-        self.commit(final=True)
+        try:
+            self.commit(final=True)
+        finally:
+            self._committer.shutdown(wait=True)
+
+    def _join(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError("an earlier Iceberg commit failed; restart to resume from the committed seams") from (
+                self._failure
+            )
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            try:
+                inflight.result()
+            except BaseException as exc:
+                self._failure = exc
+                raise
 
     def _positions_for(self, name: str) -> dict[str, int]:
         return {key: offset for key, offset in self._positions.items() if offset > self.seams[name].get(key, 0)}
@@ -144,27 +189,25 @@ class IcebergWriter:
         keys = [key for key, table in self._kind_table.items() if table == name and key in self._messages]
         return {key: (self._messages[key], self._duplicates.get(key, 0)) for key in keys}
 
-    def _commit_table(self, name: str, seam: dict[str, int], counts: dict[str, tuple[int, int]]) -> CommitResult:
+    def _commit_tables(self, jobs: list[tuple[str, list[pa.Table], dict[str, int], dict]]) -> None:
+        for name, parts, seam, counts in jobs:
+            self.commits.append(self._commit_table(name, parts, seam, counts))
+
+    def _commit_table(
+        self, name: str, parts: list[pa.Table], seam: dict[str, int], counts: dict[str, tuple[int, int]]
+    ) -> CommitResult:
         started = time.perf_counter()
         table = self.tables[name]
-        parts = self._buffers[name]
-        data = pa.concat_tables(parts) if parts else None
-        if data is None:
+        if not parts:
             data = empty_table(name)
-        elif len(parts) > 1 or data.num_rows > 1:
+        else:
+            data = pa.concat_tables(parts)
             data = data.sort_by([(column, "ascending") for column in sort_columns(name)])
         properties = {OFFSETS_PROPERTY: json.dumps(seam, sort_keys=True)}
         if counts:
             properties[MESSAGES_PROPERTY] = json.dumps({k: c[0] for k, c in counts.items()}, sort_keys=True)
             properties[DUPLICATES_PROPERTY] = json.dumps({k: c[1] for k, c in counts.items()}, sort_keys=True)
         table.append(data, snapshot_properties=properties)
-        # Only after the commit succeeded: a failed commit keeps its buffer and counts for the next try.
-        self._buffers[name] = []
-        for key in counts:
-            self._messages.pop(key, None)
-            self._duplicates.pop(key, None)
-        self.seams[name] = seam
-        self._last_commit[name] = self._clock()
         snapshot = table.current_snapshot()
         snapshot_id = snapshot.snapshot_id if snapshot else -1
         result = CommitResult(name, data.num_rows, snapshot_id, time.perf_counter() - started)

@@ -67,13 +67,21 @@ def decode(value: bytes, kind: Kind, rules: Rules) -> Record | Rejection:
 
 def validate_batch(raw: RawBatch, kind: Kind, rules: Rules) -> IngestBatch:
     """Split a raw batch into valid records and dead letters, keeping each one's source offset."""
+    decoder, check = _DECODERS.get(kind), _CHECKS.get(kind)
     records: list[Record] = []
     offsets: list[int] = []
     dead: list[DeadLetter] = []
     source_ts = raw.timestamps
     kept_ts: list[int] | None = [] if source_ts is not None else None
     for i, (offset, value) in enumerate(zip(raw.offsets, raw.values, strict=True)):
-        outcome = decode(value, kind, rules)
+        # The happy path inline (decode + check); anything unusual goes through `decode` for its reason.
+        try:
+            outcome = decoder.decode(value)  # type: ignore[union-attr]
+        except Exception:
+            outcome = decode(value, kind, rules)
+        else:
+            if check(outcome, rules) is not None:  # type: ignore[misc]
+                outcome = decode(value, kind, rules)
         if not isinstance(outcome, Rejection):
             if source_ts is not None:
                 if outcome.ingestion_timestamp is None:
@@ -163,6 +171,29 @@ def exact_decimal(value: Decimal) -> bool:
 
 
 def check_trade(trade: Trade, rules: Rules) -> Rejection | None:
+    # One expression for the common (valid) case: this runs for every trade, and calls cost more than checks.
+    lo, hi, p, q = rules.min_timestamp_us, rules.max_timestamp_us, trade.price, trade.quantity
+    ingested, seq = trade.ingestion_timestamp, trade.source_sequence
+    if (
+        trade.exchange
+        and trade.symbol
+        and trade.currency
+        and trade.trade_id
+        and lo <= trade.timestamp < hi
+        and (ingested is None or lo <= ingested < hi)
+        and (seq is None or seq >= 0)
+        and p.is_finite()
+        and q.is_finite()
+        and 0 < p < _LIMIT
+        and 0 < q < _LIMIT
+        and p == p.quantize(_QUANTUM)
+        and q == q.quantize(_QUANTUM)
+    ):
+        return None
+    return _explain_trade(trade, rules)
+
+
+def _explain_trade(trade: Trade, rules: Rules) -> Rejection | None:
     if problem := _check_common(trade, rules):
         return problem
     if not trade.trade_id:
@@ -174,6 +205,37 @@ def check_trade(trade: Trade, rules: Rules) -> Rejection | None:
 
 def check_quote(quote: Quote, rules: Rules) -> Rejection | None:
     """Validate a quote and derive its flags; an empty side (null or zero price) becomes null price and size."""
+    lo, hi = rules.min_timestamp_us, rules.max_timestamp_us
+    ingested, seq = quote.ingestion_timestamp, quote.source_sequence
+    if not (
+        quote.exchange
+        and quote.symbol
+        and quote.currency
+        and quote.quote_id
+        and lo <= quote.timestamp < hi
+        and (ingested is None or lo <= ingested < hi)
+        and (seq is None or seq >= 0)
+        and _fine(quote.bid_price)
+        and _fine(quote.ask_price)
+        and _fine(quote.bid_quantity)
+        and _fine(quote.ask_quantity)
+    ) and (problem := _explain_quote(quote, rules)):
+        return problem
+    bid, ask = quote.bid_price, quote.ask_price
+    if not bid:
+        quote.bid_price = quote.bid_quantity = bid = None
+    if not ask:
+        quote.ask_price = quote.ask_quantity = ask = None
+    quote.one_sided = bid is None or ask is None
+    quote.crossed = not quote.one_sided and bid > ask  # type: ignore[operator]
+    return None
+
+
+def _fine(value: Decimal | None) -> bool:
+    return value is None or (value.is_finite() and 0 <= value < _LIMIT and value == value.quantize(_QUANTUM))
+
+
+def _explain_quote(quote: Quote, rules: Rules) -> Rejection | None:
     if problem := _check_common(quote, rules):
         return problem
     if not quote.quote_id:
@@ -187,12 +249,6 @@ def check_quote(quote: Quote, rules: Rules) -> Rejection | None:
     ):
         if value is not None and (problem := _decimal_problem(field, value, price=price)):
             return problem
-    if not bid:
-        quote.bid_price = quote.bid_quantity = bid = None
-    if not ask:
-        quote.ask_price = quote.ask_quantity = ask = None
-    quote.one_sided = bid is None or ask is None
-    quote.crossed = not quote.one_sided and bid > ask  # type: ignore[operator]
     return None
 
 

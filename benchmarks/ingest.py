@@ -1,0 +1,119 @@
+"""Ingest benchmark: the Bytewax flow into a committed Iceberg table vs a plain Python loop doing the same work.
+
+Both sides process the same pre-generated messages (synthetic feed, ~0.1% invalid, ~0.2% duplicates, gaps and
+reordering) with the same GC settings, in the same run, alternating, so the ratio is robust to a noisy machine.
+
+    uv run python benchmarks/ingest.py                  # 1,000,000 messages, 3 rounds
+    uv run python benchmarks/ingest.py --messages 50000 --rounds 1   # quick check (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bytewax.testing import TestingSource, run_main  # noqa: E402
+
+from flows.ingest import build_flow  # noqa: E402
+from k2.batch import RawBatch  # noqa: E402
+from k2.catalog import TABLE_NAMES, open_catalog  # noqa: E402
+from k2.config import load_settings  # noqa: E402
+from k2.dedupe import Deduper  # noqa: E402
+from k2.feed import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
+from k2.sequence import SequenceTracker  # noqa: E402
+from k2.sink import read_table  # noqa: E402
+from k2.sources import kind_for_topic  # noqa: E402
+from k2.steps import tune_gc  # noqa: E402
+from k2.validate import Rules, validate_batch  # noqa: E402
+
+REPORT_DIR = Path(__file__).resolve().parent / "reports"
+
+
+def plain_loop(batches: list[RawBatch], settings) -> int:
+    """Decode, validate, sequence-check and dedupe in a plain loop: the same k2 functions, no Bytewax, no Iceberg."""
+    rules = Rules.from_settings(settings)
+    trackers: dict[str, SequenceTracker] = {}
+    dedupers: dict[str, Deduper] = {}
+    kept = 0
+    for raw in batches:
+        batch = validate_batch(raw, kind_for_topic(raw.topic, settings), rules)  # type: ignore[arg-type]
+        tracker = trackers.setdefault(raw.key, SequenceTracker())
+        deduper = dedupers.setdefault(raw.key, Deduper(settings.dedupe_horizon_us, settings.dedupe_max_keys))
+        kept += len(deduper.dedupe_batch(tracker.check_batch(batch)).records)
+    return kept
+
+
+def flow_run(batches: list[RawBatch], data_dir: str, epoch_seconds: float) -> dict[str, int]:
+    settings = load_settings({}, data_dir=data_dir, epoch_seconds=epoch_seconds)
+    run_main(build_flow(TestingSource(batches), settings), epoch_interval=timedelta(seconds=epoch_seconds))
+    catalog = open_catalog(settings)
+    return {name: read_table(catalog.load_table((settings.namespace, name)), ["source_offset"]).num_rows
+            for name in TABLE_NAMES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--epoch-seconds", type=float, default=1.0)
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--out", type=Path, default=REPORT_DIR / "ingest.json")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    feed = SyntheticFeed(FeedConfig(messages=args.messages, symbols=args.symbols, partitions=8))
+    batches = list(feed_batches(feed, args.batch_size))
+    sent = feed.stats.sent
+    print(f"generated {sent:,} messages in {len(batches)} batches ({time.perf_counter() - started:.1f}s): "
+          f"{feed.stats}", flush=True)
+    settings = load_settings({})
+    tune_gc()
+
+    plain, flow = [], []
+    landed: dict[str, int] = {}
+    for round_no in range(args.rounds):
+        t = time.perf_counter()
+        plain_loop(batches, settings)
+        plain.append(sent / (time.perf_counter() - t))
+        with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
+            t = time.perf_counter()
+            landed = flow_run(batches, tmp, args.epoch_seconds)
+            flow.append(sent / (time.perf_counter() - t))
+        print(f"round {round_no + 1}: plain {plain[-1]:,.0f} msg/s, flow {flow[-1]:,.0f} msg/s, landed {landed}",
+              flush=True)
+
+    result = {
+        "benchmark": "ingest",
+        "messages": sent,
+        "batch_size": args.batch_size,
+        "epoch_seconds": args.epoch_seconds,
+        "rounds": args.rounds,
+        "plain_msgs_per_s": statistics.median(plain),
+        "flow_msgs_per_s": statistics.median(flow),
+        "ratio": statistics.median(f / p for f, p in zip(flow, plain, strict=True)),
+        "landed": landed,
+        "injected": {"invalid": feed.stats.invalid, "duplicates": feed.stats.duplicates, "gaps": feed.stats.gaps,
+                     "reordered": feed.stats.reordered},
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                    "platform": platform.platform()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nplain loop  {result['plain_msgs_per_s']:>12,.0f} msg/s (median of {args.rounds})")
+    print(f"flow        {result['flow_msgs_per_s']:>12,.0f} msg/s (median of {args.rounds}, Iceberg commits included)")
+    print(f"ratio       {result['ratio']:>12.2f}  (target >= 0.5, and flow >= 150,000 msg/s)")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
