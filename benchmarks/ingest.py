@@ -21,19 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bytewax.testing import TestingSource, run_main  # noqa: E402
+from bytewax.testing import TestingSource, run_main
 
-from flows.ingest import build_flow  # noqa: E402
-from k2.batch import RawBatch  # noqa: E402
-from k2.catalog import TABLE_NAMES, open_catalog  # noqa: E402
-from k2.config import load_settings  # noqa: E402
-from k2.dedupe import Deduper  # noqa: E402
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
-from k2.sequence import SequenceTracker  # noqa: E402
-from k2.sink import read_table  # noqa: E402
-from k2.sources import kind_for_topic  # noqa: E402
-from k2.steps import tune_gc  # noqa: E402
-from k2.validate import Rules, validate_batch  # noqa: E402
+from flows.ingest import build_flow
+from k2.batch import RawBatch
+from k2.catalog import TABLE_NAMES, open_catalog
+from k2.config import load_settings
+from k2.dedupe import Deduper
+from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.sequence import SequenceTracker
+from k2.sink import read_table
+from k2.sources import kind_for_topic
+from k2.steps import tune_gc
+from k2.validate import Rules, validate_batch
 
 REPORT_DIR = Path(__file__).resolve().parent / "reports"
 
@@ -56,8 +56,10 @@ def flow_run(batches: list[RawBatch], data_dir: str, epoch_seconds: float) -> di
     settings = load_settings({}, data_dir=data_dir, epoch_seconds=epoch_seconds)
     run_main(build_flow(TestingSource(batches), settings), epoch_interval=timedelta(seconds=epoch_seconds))
     catalog = open_catalog(settings)
-    return {name: read_table(catalog.load_table((settings.namespace, name)), ["source_offset"]).num_rows
-            for name in TABLE_NAMES}
+    return {
+        name: read_table(catalog.load_table((settings.namespace, name)), ["source_offset"]).num_rows
+        for name in TABLE_NAMES
+    }
 
 
 def main() -> None:
@@ -74,8 +76,10 @@ def main() -> None:
     feed = SyntheticFeed(FeedConfig(messages=args.messages, symbols=args.symbols, partitions=8))
     batches = list(feed_batches(feed, args.batch_size))
     sent = feed.stats.sent
-    print(f"generated {sent:,} messages in {len(batches)} batches ({time.perf_counter() - started:.1f}s): "
-          f"{feed.stats}", flush=True)
+    print(
+        f"generated {sent:,} messages in {len(batches)} batches ({time.perf_counter() - started:.1f}s): {feed.stats}",
+        flush=True,
+    )
     settings = load_settings({})
     tune_gc()
 
@@ -89,8 +93,10 @@ def main() -> None:
             t = time.perf_counter()
             landed = flow_run(batches, tmp, args.epoch_seconds)
             flow.append(sent / (time.perf_counter() - t))
-        print(f"round {round_no + 1}: plain {plain[-1]:,.0f} msg/s, flow {flow[-1]:,.0f} msg/s, landed {landed}",
-              flush=True)
+        print(
+            f"round {round_no + 1}: plain {plain[-1]:,.0f} msg/s, flow {flow[-1]:,.0f} msg/s, landed {landed}",
+            flush=True,
+        )
 
     result = {
         "benchmark": "ingest",
@@ -102,10 +108,17 @@ def main() -> None:
         "flow_msgs_per_s": statistics.median(flow),
         "ratio": statistics.median(f / p for f, p in zip(flow, plain, strict=True)),
         "landed": landed,
-        "injected": {"invalid": feed.stats.invalid, "duplicates": feed.stats.duplicates, "gaps": feed.stats.gaps,
-                     "reordered": feed.stats.reordered},
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                    "platform": platform.platform()},
+        "injected": {
+            "invalid": feed.stats.invalid,
+            "duplicates": feed.stats.duplicates,
+            "gaps": feed.stats.gaps,
+            "reordered": feed.stats.reordered,
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,62 @@
+from bytewax.testing import run_main
+
+from flows.ingest import build_flow
+from k2.feed import FeedConfig, SyntheticFeed, feed_batches, partition_of
+from k2.sources import FileSource, SyntheticSource, kind_for_topic
+from tests.fixtures.flow import read_landed
+from tests.fixtures.market import quote, trade, wire
+
+
+def test_feed_is_reproducible_and_keys_instruments_to_partitions():
+    config = FeedConfig(messages=2_000, symbols=8, partitions=3, seed=11)
+    first = list(feed_batches(SyntheticFeed(config), 100))
+    second = list(feed_batches(SyntheticFeed(config), 100))
+    assert [b.values for b in first] == [b.values for b in second]
+    for batch in first:
+        assert batch.offsets == list(range(batch.offsets[0], batch.offsets[0] + len(batch.values)))
+    assert partition_of(b"XNAS:S0001", 3) == partition_of(b"XNAS:S0001", 3)
+
+
+def test_feed_injects_what_it_reports():
+    feed = SyntheticFeed(
+        FeedConfig(messages=20_000, invalid_rate=0.01, duplicate_rate=0.01, gap_rate=0.01, reorder_rate=0.01)
+    )
+    list(feed.messages())
+    stats = feed.stats
+    assert 100 < stats.invalid < 300 and 100 < stats.duplicates < 300 and 100 < stats.gaps < 300
+    assert 100 < stats.reordered < 300 and stats.sent >= 20_000
+
+
+def test_kind_for_topic(settings):
+    assert kind_for_topic("market.trades", settings) == "trade"
+    assert kind_for_topic("market.quotes", settings) == "quote"
+    assert kind_for_topic("synthetic.quotes", settings) == "quote"
+    assert kind_for_topic("news", settings) is None
+
+
+def test_synthetic_source_fills_the_warehouse(settings):
+    source = SyntheticSource(FeedConfig(messages=3_000, symbols=5), batch_size=400)
+    run_main(build_flow(source, settings))
+    landed = read_landed(settings)
+    accounted = sum(landed.tables[n].num_rows for n in ("trades", "quotes", "dead_letters"))
+    assert accounted + sum(landed.duplicates.values()) == sum(landed.messages.values()) >= 3_000
+    assert landed.tables["trades"].num_rows > 1_000 and landed.tables["quotes"].num_rows > 1_000
+
+
+def test_file_source_positions_are_line_numbers(settings, tmp_path):
+    path = tmp_path / "day1.ndjson"
+    path.write_bytes(b"\n".join([wire(quote(quote_id="a")), b"not json", wire(quote(quote_id="b", source_sequence=2))]))
+    run_main(build_flow(FileSource(path, "quote", batch_size=2), settings))
+    landed = read_landed(settings)
+    assert [r["quote_id"] for r in landed.rows("quotes")] == ["a", "b"]
+    assert [(d["source_topic"], d["source_offset"]) for d in landed.rows("dead_letters")] == [("file.day1.quotes", 1)]
+    assert landed.seams["quotes"] == {"file.day1.quotes/0": 3}
+
+
+def test_trades_file_with_a_quote_line_dead_letters_it(settings, tmp_path):
+    path = tmp_path / "mixed.ndjson"
+    path.write_bytes(wire(trade()) + b"\n" + wire(quote()) + b"\n")
+    run_main(build_flow(FileSource(path, "trade"), settings))
+    landed = read_landed(settings)
+    assert landed.tables["trades"].num_rows == 1
+    assert [d["reason"] for d in landed.rows("dead_letters")] == ["missing_field:trade_id"]
