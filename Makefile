@@ -39,10 +39,10 @@ test-unit:
 
 test-rest:
 	@mkdir -p $(REPORTS)
-	$(RUN) pytest tests -m "not unit" -q -p no:randomly --cov=k2 --cov-append --cov-report= \
+	$(RUN) pytest tests -m "not unit" -q --cov=k2 --cov-append --cov-report= \
 		--junitxml=$(REPORTS)/junit-rest.xml
 	$(RUN) coverage xml -o $(REPORTS)/coverage.xml
-	$(RUN) coverage report --fail-under=75 | tail -1
+	$(RUN) coverage report --fail-under=75 --format=total
 
 bench: install
 	$(RUN) python benchmarks/ingest.py
