@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bytewax.testing import TestingSource, run_main
+from bytewax.testing import TestingSource, cluster_main, run_main
 
 from flows.ingest import build_flow
 from k2.batch import RawBatch
@@ -52,9 +52,13 @@ def plain_loop(batches: list[RawBatch], settings) -> int:
     return kept
 
 
-def flow_run(batches: list[RawBatch], data_dir: str, epoch_seconds: float) -> dict[str, int]:
+def flow_run(batches: list[RawBatch], data_dir: str, epoch_seconds: float, workers: int = 1) -> dict[str, int]:
     settings = load_settings({}, data_dir=data_dir, epoch_seconds=epoch_seconds)
-    run_main(build_flow(TestingSource(batches), settings), epoch_interval=timedelta(seconds=epoch_seconds))
+    flow = build_flow(TestingSource(batches), settings)
+    if workers == 1:
+        run_main(flow, epoch_interval=timedelta(seconds=epoch_seconds))
+    else:
+        cluster_main(flow, [], 0, epoch_interval=timedelta(seconds=epoch_seconds), worker_count_per_proc=workers)
     catalog = open_catalog(settings)
     return {
         name: read_table(catalog.load_table((settings.namespace, name)), ["source_offset"]).num_rows
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--epoch-seconds", type=float, default=1.0)
     parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=1, help="Bytewax workers for the flow (like -w)")
     parser.add_argument("--out", type=Path, default=REPORT_DIR / "ingest.json")
     args = parser.parse_args()
 
@@ -91,7 +96,7 @@ def main() -> None:
         plain.append(sent / (time.perf_counter() - t))
         with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
             t = time.perf_counter()
-            landed = flow_run(batches, tmp, args.epoch_seconds)
+            landed = flow_run(batches, tmp, args.epoch_seconds, args.workers)
             flow.append(sent / (time.perf_counter() - t))
         print(
             f"round {round_no + 1}: plain {plain[-1]:,.0f} msg/s, flow {flow[-1]:,.0f} msg/s, landed {landed}",
@@ -103,6 +108,7 @@ def main() -> None:
         "messages": sent,
         "batch_size": args.batch_size,
         "epoch_seconds": args.epoch_seconds,
+        "workers": args.workers,
         "rounds": args.rounds,
         "plain_msgs_per_s": statistics.median(plain),
         "flow_msgs_per_s": statistics.median(flow),
