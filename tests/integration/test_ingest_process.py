@@ -11,6 +11,11 @@ from tests.fixtures.flow import read_landed
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_flow(env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_bytewax_run_fills_the_local_warehouse(tmp_path):
     env = {
         **os.environ,
@@ -19,14 +24,7 @@ def test_bytewax_run_fills_the_local_warehouse(tmp_path):
         "K2_SYNTHETIC_SYMBOLS": "10",
         "K2_EPOCH_SECONDS": "0.2",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "flows.ingest"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_flow(env)
     assert done.returncode == 0, done.stderr[-3000:]
     landed = read_landed(load_settings({}, data_dir=str(tmp_path / "k2")))
     accounted = sum(landed.tables[n].num_rows for n in ("trades", "quotes", "dead_letters"))
@@ -37,13 +35,6 @@ def test_bytewax_run_fills_the_local_warehouse(tmp_path):
 
 def test_bad_configuration_stops_with_a_clear_message(tmp_path):
     env = {**os.environ, "K2_DATA_DIR": str(tmp_path), "K2_EPOCH_SECONDS": "soon"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "flows.ingest"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_flow(env)
     assert done.returncode != 0
     assert "K2_EPOCH_SECONDS" in done.stderr
