@@ -24,7 +24,7 @@ demo: install
 	$(RUN) k2 summary
 
 ingest: install
-	$(RUN) k2 ingest
+	$(RUN) python -m bytewax.run flows.ingest
 
 summary: install
 	$(RUN) k2 summary

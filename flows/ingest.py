@@ -16,7 +16,8 @@ from bytewax.outputs import Sink
 from k2.batch import IngestBatch, RawBatch
 from k2.columnar import to_arrow
 from k2.config import Settings, load_settings
-from k2.sink import COMMITTER, IcebergSink
+from k2.kafka import DeadLetterTopicSink, KafkaSource
+from k2.sink import COMMITTER, IcebergSink, start_offsets
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
 from k2.steps import dedupe, sequence_check, tune_gc
 from k2.validate import Rules, validate_batch
@@ -55,14 +56,26 @@ def default_source(settings: Settings) -> Source[RawBatch]:
     if settings.source == "file":
         return FileSource(settings.input_file, settings.input_kind, batch_size=settings.batch_size)
     if settings.source == "kafka":
-        raise NotImplementedError("the Kafka source arrives with the Kafka issue; use K2_SOURCE=synthetic or file")
+        return KafkaSource(
+            settings.kafka_bootstrap,
+            [settings.trades_topic, settings.quotes_topic],
+            start_offsets=partial(start_offsets, settings),
+            batch_size=settings.batch_size,
+            tail=settings.kafka_tail,
+        )
     return SyntheticSource.from_settings(settings)
+
+
+def default_dead_letter_sink(settings: Settings) -> Sink | None:
+    if settings.source == "kafka":
+        return DeadLetterTopicSink(settings.kafka_bootstrap, settings.dlq_topic)
+    return None
 
 
 def _flow_from_environment() -> Dataflow:
     settings = load_settings()
     tune_gc()
-    return build_flow(default_source(settings), settings)
+    return build_flow(default_source(settings), settings, dead_letter_sink=default_dead_letter_sink(settings))
 
 
 flow = _flow_from_environment()

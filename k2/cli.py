@@ -1,10 +1,12 @@
-"""The `k2` command line: `k2 ingest` runs the flow, `k2 summary` shows what landed."""
+"""The `k2` command line: `summary`, `produce`, `reconcile`.
+
+The flow itself runs with Bytewax's runner: `python -m bytewax.run flows.ingest` (the domain never imports flows/).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timedelta
 
 from k2.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TABLE_NAMES, TRADES, open_catalog
 from k2.config import ConfigError, Settings, load_settings
@@ -48,32 +50,90 @@ def summary(settings: Settings, out=sys.stdout) -> dict[str, int]:
     return counts
 
 
-def ingest(settings: Settings, workers: int = 1) -> None:
-    """Run the ingest flow in this process (what `python -m bytewax.run flows.ingest` does)."""
-    from bytewax.run import cli_main
+def produce(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish messages keyed by instrument, from a file or the synthetic feed; every delivery is confirmed."""
+    from k2.feed import FeedConfig, SyntheticFeed
+    from k2.kafka import ensure_topics, instrument_key, publish
 
-    from flows.ingest import build_flow, default_source
-    from k2.steps import tune_gc
+    if not settings.kafka_bootstrap:
+        print("k2: set K2_KAFKA_BOOTSTRAP (e.g. `make kafka-up`)", file=sys.stderr)
+        return 2
+    topics = {"trade": settings.trades_topic, "quote": settings.quotes_topic}
+    ensure_topics(settings.kafka_bootstrap, topics.values(), settings.kafka_partitions)
+    if args.file:
+        topic = topics[args.kind]
 
-    tune_gc()
-    flow = build_flow(default_source(settings), settings)
-    cli_main(flow, workers_per_process=workers, epoch_interval=timedelta(seconds=settings.epoch_seconds))
+        def messages():
+            with open(args.file, "rb") as lines:
+                for line in lines:
+                    value = line.rstrip(b"\r\n")
+                    yield topic, instrument_key(value), value
+
+        total = None
+    else:
+        feed = SyntheticFeed(
+            FeedConfig(messages=args.synthetic, symbols=settings.synthetic_symbols, seed=settings.synthetic_seed)
+        )
+        messages = lambda: ((topics[kind], key, value) for kind, key, value in feed.messages())  # noqa: E731
+        total = args.synthetic
+    progress = Progress(total)
+    sent = publish(settings.kafka_bootstrap, messages(), progress=progress.update)
+    progress.done(sent)
+    return 0
+
+
+class Progress:
+    """Rows, rate and ETA on one refreshed line of stderr."""
+
+    def __init__(self, total: int | None):
+        import time
+
+        self.total, self._clock, self._start = total, time.monotonic, time.monotonic()
+
+    def update(self, count: int) -> None:
+        elapsed = max(self._clock() - self._start, 1e-9)
+        rate = count / elapsed
+        eta = f", ETA {(self.total - count) / rate:,.0f}s" if self.total else ""
+        print(f"\r{count:,} sent, {rate:,.0f}/s{eta}   ", end="", file=sys.stderr, flush=True)
+
+    def done(self, count: int) -> None:
+        self.update(count)
+        print(f"\n{count:,} messages confirmed by the broker", file=sys.stderr)
+
+
+def reconcile_command(settings: Settings) -> int:
+    from k2.kafka import partitions_of, watermarks
+    from k2.reconcile import format_reports, reconcile
+
+    marks = None
+    if settings.kafka_bootstrap:
+        topics = [settings.trades_topic, settings.quotes_topic]
+        marks = watermarks(settings.kafka_bootstrap, partitions_of(settings.kafka_bootstrap, topics))
+    reports = reconcile(settings, marks)
+    print(format_reports(reports))
+    return 0 if all(r.balanced for r in reports) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="k2", description="K2 market-data lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("ingest", help="run the ingest flow with the K2_* settings")
-    run.add_argument("-w", "--workers", type=int, default=1)
     commands.add_parser("summary", help="show what has landed in the tables")
+    pub = commands.add_parser("produce", help="publish messages to the trades/quotes topics")
+    source = pub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", help="one message per line")
+    source.add_argument("--synthetic", type=int, metavar="N", help="N messages of the synthetic feed")
+    pub.add_argument("--kind", choices=["trade", "quote"], default="trade", help="what the file holds")
+    commands.add_parser("reconcile", help="per partition: committed offset, watermarks, and the accounting")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"k2: configuration error: {exc}", file=sys.stderr)
         return 2
-    if args.command == "ingest":
-        ingest(settings, args.workers)
+    if args.command == "produce":
+        return produce(settings, args)
+    elif args.command == "reconcile":
+        return reconcile_command(settings)
     else:
         summary(settings)
     return 0

@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     input_file: str = ""  # one message per line, for source=file
     input_kind: Literal["trade", "quote"] = "trade"  # what the file's messages are
     kafka_bootstrap: str = ""
+    kafka_tail: bool = True  # false: stop at the end of each partition as seen at start (bounded runs, tests)
+    kafka_partitions: int = 4  # for topics K2 creates
     trades_topic: str = "market.trades"
     quotes_topic: str = "market.quotes"
     dlq_topic: str = "market.dlq"

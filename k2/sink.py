@@ -60,6 +60,17 @@ def committed_offsets(table: Table) -> dict[str, int]:
     return {}
 
 
+def resume_offsets(tables: dict[str, Table]) -> dict[str, int]:
+    """Where a source without recovery state starts: per partition, the lowest seam over all tables.
+
+    A table that has not recorded a partition counts as 0 for it, so nothing a lagging table still needs is skipped;
+    the tables further ahead drop what they already hold.
+    """
+    seams = [committed_offsets(table) for table in tables.values()]
+    keys = set().union(*seams)
+    return {key: min(seam.get(key, 0) for seam in seams) for key in keys}
+
+
 class CommitResult:
     __slots__ = ("rows", "seconds", "snapshot_id", "table")
 
@@ -213,6 +224,11 @@ class IcebergWriter:
         result = CommitResult(name, data.num_rows, snapshot_id, time.perf_counter() - started)
         log.info("committed %s", result, extra={"table": name, "rows": data.num_rows, "offsets": seam})
         return result
+
+
+def start_offsets(settings: Settings) -> dict[str, int]:
+    """The resume positions recorded in the configured warehouse (creating the tables if needed)."""
+    return resume_offsets(ensure_tables(open_catalog(settings), settings.namespace))
 
 
 def summed_property(table: Table, prop: str) -> dict[str, int]:

@@ -1,0 +1,263 @@
+"""Kafka access: topics, an idempotent producer with checked delivery, the flow's source and the DLQ sink.
+
+The source reads each topic-partition with its own assigned consumer (no consumer group, no offsets committed to
+the cluster: Iceberg holds the truth). A partition starts from Bytewax's recovery state when there is one, else
+from the lowest Iceberg seam of the four tables, else from the beginning. Rows below a table's seam are dropped by
+the writer, so whatever the start, nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import msgspec
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from k2.batch import RawBatch, position_key
+from k2.schemas import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """A message the broker did not confirm."""
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4, timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet (replication 1 on a single broker, else the cluster default)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    brokers = len(admin.list_topics(timeout=timeout).brokers)
+    wanted = [
+        NewTopic(topic, num_partitions=partitions, replication_factor=1 if brokers == 1 else -1)
+        for topic in topics
+        if topic not in existing
+    ]
+    for topic, future in (admin.create_topics(wanted, operation_timeout=timeout) if wanted else {}).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            log.debug("topic %s already exists", topic)
+
+
+def make_producer(bootstrap: str, **config: object) -> Producer:
+    """Idempotent and acks=all: a retried send is never written twice; a send is done once all replicas have it."""
+    settings = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        **config,
+    }
+    return Producer(settings)
+
+
+class CheckedProducer:
+    """Produces and counts delivery reports; `flush()` raises if any message was not confirmed."""
+
+    def __init__(self, producer: Producer):
+        self.producer = producer
+        self.delivered = 0
+        self.failed: list[str] = []
+
+    def _report(self, err: KafkaError | None, msg: object) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed.append(str(err))
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._report)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: wait for deliveries, never drop
+
+    def flush(self, timeout: float = 60.0) -> int:
+        remaining = self.producer.flush(timeout)
+        if remaining or self.failed:
+            raise DeliveryError(f"{remaining} undelivered, {len(self.failed)} failed: {self.failed[:3]}")
+        return self.delivered
+
+
+def publish(
+    bootstrap: str, messages: Iterable[tuple[str, bytes | None, bytes]], progress: Callable[[int], None] | None = None
+) -> int:
+    """Send (topic, key, value) messages with confirmed delivery; returns how many were confirmed."""
+    producer = CheckedProducer(make_producer(bootstrap))
+    for count, (topic, key, value) in enumerate(messages, 1):
+        producer.produce(topic, value, key)
+        if count % 10_000 == 0:
+            producer.producer.poll(0)
+            if progress:
+                progress(count)
+    return producer.flush()
+
+
+class _Instrument(msgspec.Struct):
+    exchange: str = ""
+    symbol: str = ""
+
+
+_instrument = msgspec.json.Decoder(_Instrument).decode
+
+
+def instrument_key(value: bytes) -> bytes | None:
+    """`EXCHANGE:SYMBOL` of a wire message (one instrument, one partition); None for an undecodable one."""
+    try:
+        found = _instrument(value)
+    except msgspec.MsgspecError:
+        return None
+    return f"{found.exchange}:{found.symbol}".encode()
+
+
+def partitions_of(bootstrap: str, topics: Iterable[str], timeout: float = 30.0) -> list[tuple[str, int]]:
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+    found = []
+    for topic in topics:
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            raise KafkaException(f"topic {topic!r} not found on {bootstrap}")
+        found += [(topic, p) for p in sorted(described.partitions)]
+    return found
+
+
+def watermarks(
+    bootstrap: str, partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+) -> dict[str, tuple[int, int]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "k2-watermarks", "enable.auto.commit": False})
+    try:
+        return {
+            position_key(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=timeout)
+            for t, p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
+    def __init__(self, bootstrap: str, topic: str, partition: int, start: int, batch_size: int, tail: bool):
+        self.topic, self.partition, self.batch_size = topic, partition, batch_size
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "k2-ingest",  # required by librdkafka; nothing is ever committed to it
+                "enable.auto.commit": False,
+                "enable.partition.eof": not tail,
+                "fetch.max.bytes": 16 * 1024 * 1024,
+                "queued.min.messages": max(100_000, 2 * batch_size),
+            }
+        )
+        self._next = start
+        self._end: int | None = None
+        if not tail:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            self._end = high
+            if start == OFFSET_BEGINNING:
+                self._next = low
+        self._consumer.assign([TopicPartition(topic, partition, start)])
+
+    def next_batch(self) -> list[RawBatch]:
+        if self._end is not None and self._next >= self._end:
+            raise StopIteration
+        messages = self._consumer.consume(self.batch_size, timeout=0.1)
+        offsets, values, timestamps = [], [], []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            offsets.append(message.offset())
+            values.append(message.value() or b"")
+            timestamps.append(message.timestamp()[1] * 1_000)  # ms -> µs
+        if not offsets:
+            return []
+        self._next = offsets[-1] + 1
+        return [RawBatch(self.topic, self.partition, offsets, values, timestamps)]
+
+    def next_awake(self) -> datetime | None:
+        return None
+
+    def snapshot(self) -> int:
+        return self._next
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaSource(FixedPartitionedSource[RawBatch, int]):
+    """Every partition of the given topics; `tail=False` stops at the high watermark seen at start (tests)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        *,
+        start_offsets: Callable[[], dict[str, int]] | None = None,
+        batch_size: int = 5_000,
+        tail: bool = True,
+    ):
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.start_offsets = start_offsets
+        self.batch_size = batch_size
+        self.tail = tail
+        self._seams: dict[str, int] | None = None
+
+    def list_parts(self) -> list[str]:
+        return [position_key(t, p) for t, p in partitions_of(self.bootstrap, self.topics)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
+        topic, _, partition = for_part.rpartition("/")
+        if resume_state is not None:
+            start = resume_state  # Bytewax recovery: the flow's state matches this position
+        else:
+            if self._seams is None:
+                self._seams = self.start_offsets() if self.start_offsets else {}
+            start = self._seams.get(for_part, OFFSET_BEGINNING)
+        log.info("reading %s from offset %s", for_part, start)
+        return _PartitionReader(self.bootstrap, topic, int(partition), start, self.batch_size, self.tail)
+
+
+class _DeadLetterWriter(StatelessSinkPartition[DeadLetter]):
+    def __init__(self, producer: CheckedProducer, topic: str):
+        self.producer, self.topic = producer, topic
+
+    def write_batch(self, items: list[DeadLetter]) -> None:
+        for dead in items:
+            headers = [
+                ("k2.reason", dead.reason.encode()),
+                ("k2.source.topic", dead.source_topic.encode()),
+                ("k2.source.partition", str(dead.source_partition).encode()),
+                ("k2.source.offset", str(dead.source_offset).encode()),
+                ("k2.detail", dead.detail.encode()[:1_000]),
+            ]
+            self.producer.produce(self.topic, dead.raw, instrument_key(dead.raw), headers)
+        if items:
+            self.producer.flush()  # delivery confirmed before the batch counts as written
+
+    def close(self) -> None:
+        self.producer.flush()
+
+
+class DeadLetterTopicSink(DynamicSink[DeadLetter]):
+    """Dead letters to the DLQ topic with reason and source position in headers; every delivery is confirmed.
+
+    At least once: a restart may send a dead letter again (the `dead_letters` table is the exactly-once record).
+    """
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.bootstrap, self.topic = bootstrap, topic
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
+        return _DeadLetterWriter(CheckedProducer(make_producer(self.bootstrap)), self.topic)
