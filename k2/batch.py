@@ -33,14 +33,14 @@ class IngestBatch(msgspec.Struct, gc=False, kw_only=True):
     """One raw batch as it moves through validate -> sequence-check -> dedupe.
 
     `records[i]` came from `offsets[i]`; `classes[i]` is its sequence class once checked.
-    Conservation: messages_in == len(records) + len(dead_letters) + duplicates, at every step.
+    Conservation: messages_in == len(records) + len(dead_letters) + duplicates, at every step. The raw offsets
+    and the duplicates' offsets travel along so a writer can count exactly what lies above a seam.
     """
 
     topic: str
     partition: int
     kind: Kind
-    messages_in: int
-    first_offset: int
+    source_offsets: list[int]  # every message of the raw batch, ascending
     next_offset: int
     records: list[Record]
     offsets: list[int]
@@ -48,11 +48,23 @@ class IngestBatch(msgspec.Struct, gc=False, kw_only=True):
     dead_letters: list[DeadLetter]
     classes: list[int] | None = None
     sequence_events: list[SequenceEvent] = []
-    duplicates: int = 0
+    duplicate_offsets: list[int] = []
 
     @property
     def key(self) -> str:
         return position_key(self.topic, self.partition)
+
+    @property
+    def messages_in(self) -> int:
+        return len(self.source_offsets)
+
+    @property
+    def first_offset(self) -> int:
+        return self.source_offsets[0]
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.duplicate_offsets)
 
 
 def position_key(topic: str, partition: int) -> str:

@@ -28,11 +28,14 @@ class ArrowBatch(msgspec.Struct, gc=False, kw_only=True):
     topic: str
     partition: int
     kind: str
-    first_offset: int
     next_offset: int
-    messages_in: int
-    duplicates: int
+    source_offsets: list[int]  # every message the batch consumed, ascending
+    duplicate_offsets: list[int]
     tables: dict[str, pa.Table]  # only the tables this batch has rows for
+
+    @property
+    def first_offset(self) -> int:
+        return self.source_offsets[0]
 
     def rows(self, name: str) -> int:
         table = self.tables.get(name)
@@ -52,10 +55,9 @@ def to_arrow(batch: IngestBatch) -> ArrowBatch:
         topic=batch.topic,
         partition=batch.partition,
         kind=batch.kind,
-        first_offset=batch.first_offset,
         next_offset=batch.next_offset,
-        messages_in=batch.messages_in,
-        duplicates=batch.duplicates,
+        source_offsets=batch.source_offsets,
+        duplicate_offsets=batch.duplicate_offsets,
         tables=tables,
     )
 

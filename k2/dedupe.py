@@ -85,14 +85,14 @@ class Deduper:
                     continue
             keep.append(i)
         self.recent.evict()
-        dropped = len(records) - len(keep)
-        if dropped:
+        if len(keep) < len(records):
+            kept = set(keep)
+            batch.duplicate_offsets = batch.duplicate_offsets + [o for i, o in enumerate(offsets) if i not in kept]
             batch.records = [records[i] for i in keep]
             batch.offsets = [offsets[i] for i in keep]
             batch.classes = [classes[i] for i in keep]
             if source_ts is not None:
                 batch.source_timestamps = [source_ts[i] for i in keep]
-            batch.duplicates += dropped
         return batch
 
 

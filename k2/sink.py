@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -128,9 +129,11 @@ class IcebergWriter:
             if table.num_rows:
                 self._buffers[name].append(table)
                 self._buffered_rows += table.num_rows
-        if batch.first_offset >= kind_seam:  # counts of a partly committed batch were recorded with the seam
-            self._duplicates[key] = self._duplicates.get(key, 0) + batch.duplicates
-            self._messages[key] = self._messages.get(key, 0) + batch.messages_in
+        # Count only what lies at or above the seam: the rest was counted with the commit that covered it.
+        messages = len(batch.source_offsets) - bisect_left(batch.source_offsets, kind_seam)
+        duplicates = sum(1 for offset in batch.duplicate_offsets if offset >= kind_seam)
+        self._duplicates[key] = self._duplicates.get(key, 0) + duplicates
+        self._messages[key] = self._messages.get(key, 0) + messages
         self._positions[key] = max(self._positions.get(key, 0), batch.next_offset)
         # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
         # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
