@@ -62,6 +62,7 @@ def default_source(settings: Settings) -> Source[RawBatch]:
             start_offsets=partial(start_offsets, settings),
             batch_size=settings.batch_size,
             tail=settings.kafka_tail,
+            warmup_messages=settings.resume_warmup_messages,
         )
     return SyntheticSource.from_settings(settings)
 

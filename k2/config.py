@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     kafka_bootstrap: str = ""
     kafka_tail: bool = True  # false: stop at the end of each partition as seen at start (bounded runs, tests)
     kafka_partitions: int = 4  # for topics K2 creates
+    resume_warmup_messages: int = 100_000  # per partition, re-read below the seam to rebuild state (no recovery)
     trades_topic: str = "market.trades"
     quotes_topic: str = "market.quotes"
     dlq_topic: str = "market.dlq"

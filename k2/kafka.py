@@ -157,13 +157,11 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
                 "queued.min.messages": max(100_000, 2 * batch_size),
             }
         )
+        low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        # Retention may have removed the oldest part of a warm-up window: start no lower than the log does.
+        start = low if start == OFFSET_BEGINNING else max(start, low)
         self._next = start
-        self._end: int | None = None
-        if not tail:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            self._end = high
-            if start == OFFSET_BEGINNING:
-                self._next = low
+        self._end = None if tail else high
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
     def next_batch(self) -> list[RawBatch]:
@@ -206,8 +204,10 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         start_offsets: Callable[[], dict[str, int]] | None = None,
         batch_size: int = 5_000,
         tail: bool = True,
+        warmup_messages: int = 0,
     ):
         self.bootstrap = bootstrap
+        self.warmup_messages = warmup_messages
         self.topics = topics
         self.start_offsets = start_offsets
         self.batch_size = batch_size
@@ -224,7 +224,11 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         else:
             if self._seams is None:
                 self._seams = self.start_offsets() if self.start_offsets else {}
-            start = self._seams.get(for_part, OFFSET_BEGINNING)
+            seam = self._seams.get(for_part, 0)
+            # Without recovery state, start a window before the seam: those messages re-build the sequence and
+            # dedupe state exactly as it was (a duplicate of a message just below the seam is still caught), and
+            # the writer drops them, since they are below the seam.
+            start = seam - self.warmup_messages if seam > self.warmup_messages else OFFSET_BEGINNING
         log.info("reading %s from offset %s", for_part, start)
         return _PartitionReader(self.bootstrap, topic, int(partition), start, self.batch_size, self.tail)
 

@@ -1,0 +1,96 @@
+"""kill -9 the ingest process at random points, again and again, then check the tables are exact.
+
+Real broker, real process (`python -m bytewax.run flows.ingest` with recovery on), real warehouse. Once the recovery
+directory is deleted as well, so the restart must rebuild from the Iceberg seams alone.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from k2.config import load_settings
+from k2.feed import FeedConfig, SyntheticFeed
+from k2.kafka import publish
+from k2.reconcile import reconcile
+from tests.fixtures.flow import read_landed
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = 10
+
+
+def start_flow(env: dict[str, str], recovery: Path) -> subprocess.Popen:
+    if not recovery.exists():
+        recovery.mkdir(parents=True)
+        subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True, cwd=ROOT)
+    command = [sys.executable, "-m", "bytewax.run", "flows.ingest", "-r", str(recovery), "-s", "1", "-b", "0"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, kafka_bootstrap, kafka_topic):
+    trades, quotes, dlq = kafka_topic(3, prefix="trades"), kafka_topic(3, prefix="quotes"), kafka_topic(1, prefix="dlq")
+    env = {
+        **os.environ,
+        "K2_SOURCE": "kafka",
+        "K2_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "K2_TRADES_TOPIC": trades,
+        "K2_QUOTES_TOPIC": quotes,
+        "K2_DLQ_TOPIC": dlq,
+        "K2_KAFKA_TAIL": "false",
+        "K2_DATA_DIR": str(tmp_path / "k2"),
+        "K2_EPOCH_SECONDS": "0.3",
+        "K2_BATCH_SIZE": "2000",
+    }
+    feed = SyntheticFeed(
+        FeedConfig(
+            messages=400_000, symbols=60, invalid_rate=0.002, duplicate_rate=0.005, gap_rate=0.001, reorder_rate=0.002
+        )
+    )
+    topics = {"trade": trades, "quote": quotes}
+    publish(kafka_bootstrap, ((topics[k], key, value) for k, key, value in feed.messages()))
+
+    rng = random.Random(2026)
+    recovery = tmp_path / "recovery"
+    kills = finished = 0
+    while kills < KILLS + 1 and not finished:
+        if kills == KILLS // 2:
+            shutil.rmtree(recovery, ignore_errors=True)  # once: no recovery state at all
+        process = start_flow(env, recovery)
+        deadline = time.monotonic() + rng.uniform(0.8, 2.4)
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+        else:
+            assert process.returncode == 0, process.stderr.read().decode()[-3000:]
+            finished = True
+    assert kills >= KILLS, f"the flow finished after {kills} kills: make the load larger"
+    process = start_flow(env, recovery)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+
+    settings = load_settings({}, data_dir=env["K2_DATA_DIR"], trades_topic=trades, quotes_topic=quotes)
+    landed = read_landed(settings)
+    stats = feed.stats
+    for name in ("trades", "quotes"):
+        table = landed.tables[name]
+        positions = list(zip(table["source_partition"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
+        assert len(positions) == len(set(positions)), f"{name}: a source position landed twice"
+        keys = list(zip(table["symbol"].to_pylist(), table["source_sequence"].to_pylist(), strict=True))
+        assert len(keys) == len(set(keys)), f"{name}: a natural key landed twice"
+    rows = landed.tables["trades"].num_rows + landed.tables["quotes"].num_rows
+    assert rows == stats.sent - stats.invalid - stats.duplicates, "lost or duplicated rows"
+    assert landed.tables["dead_letters"].num_rows == stats.invalid
+    dead = landed.tables["dead_letters"]
+    dead_positions = list(zip(dead["source_topic"].to_pylist(), dead["source_offset"].to_pylist(), strict=True))
+    assert len(dead_positions) == len(set(dead_positions))
+    for report in reconcile(settings):
+        assert report.balanced, report
