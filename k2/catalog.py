@@ -7,7 +7,13 @@ position (`source_topic`, `source_partition`, `source_offset`), so any row can b
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -25,8 +31,11 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from k2.config import Settings
+
+T = TypeVar("T")
 
 TRADES = "trades"
 QUOTES = "quotes"
@@ -152,8 +161,25 @@ def sort_columns(name: str) -> tuple[str, ...]:
     return _SORT_COLUMNS[name]
 
 
+def _retrying(action: Callable[[], T], attempts: int = 8) -> T:
+    """Workers and processes start together and race to create the catalog's own tables and ours; whoever
+    loses the race finds the object there on the next try."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (SQLAlchemyError, TableAlreadyExistsError, NamespaceAlreadyExistsError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
 def open_catalog(settings: Settings) -> Catalog:
     """The configured catalog: by default SQLite under the data dir with a local warehouse folder."""
+    return _retrying(lambda: _open_catalog(settings))
+
+
+def _open_catalog(settings: Settings) -> Catalog:
     uri = settings.resolved_catalog_uri
     if uri.startswith("sqlite:///"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
@@ -165,14 +191,16 @@ def open_catalog(settings: Settings) -> Catalog:
 
 def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
     """Create the namespace and the four tables when missing; return them by name."""
-    catalog.create_namespace_if_not_exists(namespace)
+    _retrying(lambda: catalog.create_namespace_if_not_exists(namespace))
     return {
-        name: catalog.create_table_if_not_exists(
-            (namespace, name),
-            schema=SCHEMAS[name],
-            partition_spec=partition_spec(name),
-            sort_order=sort_order(name),
-            properties=TABLE_PROPERTIES,
+        name: _retrying(
+            lambda name=name: catalog.create_table_if_not_exists(
+                (namespace, name),
+                schema=SCHEMAS[name],
+                partition_spec=partition_spec(name),
+                sort_order=sort_order(name),
+                properties=TABLE_PROPERTIES,
+            )
         )
         for name in TABLE_NAMES
     }
