@@ -8,7 +8,7 @@ export K2_DATA_DIR ?= $(CURDIR)/.k2
         kafka-fetch kafka-up kafka-down kafka-status clean
 
 help:
-	@echo "make demo   - install, run the ingest flow on the synthetic feed, show what landed"
+	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
 	@echo "make test   - install and run every CI suite (unit, integration, ...), coverage gates, lint"
 	@echo "make bench  - full benchmarks (1,000,000 messages), report under benchmarks/reports/"
 
@@ -18,13 +18,11 @@ uv:
 install: uv
 	$(UV) sync --frozen
 
-demo: install
-	@echo "== ingesting $${K2_SYNTHETIC_MESSAGES:-200000} synthetic messages into $(K2_DATA_DIR)"
-	$(RUN) python -m bytewax.run flows.ingest
-	$(RUN) k2 summary
+demo: install kafka-fetch
+	UV=$(UV) scripts/demo.sh
 
 ingest: install
-	$(RUN) python -m bytewax.run flows.ingest
+	UV=$(UV) scripts/ingest.sh
 
 summary: install
 	$(RUN) k2 summary

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the ingest flow with Bytewax recovery on (state in $K2_DATA_DIR/recovery, snapshot every epoch).
+# Extra arguments go to bytewax.run (e.g. -w 2). Settings come from K2_* variables.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN="${UV:-uv} run --frozen"
+data_dir="${K2_DATA_DIR:-$PWD/.k2}"
+recovery="${K2_RECOVERY_DIR:-$data_dir/recovery}"
+partitions="${K2_RECOVERY_PARTITIONS:-1}"
+if [ ! -d "$recovery" ]; then
+  mkdir -p "$recovery"
+  $RUN python -m bytewax.recovery "$recovery" "$partitions"
+fi
+exec $RUN python -m bytewax.run flows.ingest -r "$recovery" -s "${K2_EPOCH_SECONDS:-1}" -b 0 "$@"
