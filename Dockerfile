@@ -7,6 +7,8 @@ RUN uv sync --frozen --no-dev --no-install-project --extra postgres
 COPY k2 k2
 COPY flows flows
 COPY api api
+COPY scripts scripts
 RUN uv sync --frozen --no-dev --extra postgres
 ENV PATH="/app/.venv/bin:$PATH" K2_DATA_DIR=/data
-CMD ["python", "-m", "bytewax.run", "flows.ingest"]
+# The flow with Bytewax recovery state under /data/recovery (mount a volume there to keep it across restarts).
+CMD ["scripts/ingest.sh"]

@@ -42,8 +42,9 @@ test-rest:
 	$(RUN) coverage xml -o $(REPORTS)/coverage.xml
 	$(RUN) coverage report --fail-under=75 --format=total
 
-bench: install
+bench: install kafka-fetch
 	$(RUN) python benchmarks/ingest.py
+	$(RUN) python benchmarks/kafka_ingest.py
 
 bench-ci:
 	$(RUN) python benchmarks/ingest.py --messages 20000 --rounds 1 --out $(REPORTS)/ingest-ci.json

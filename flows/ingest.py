@@ -16,7 +16,7 @@ from bytewax.outputs import Sink
 from k2.batch import IngestBatch, RawBatch
 from k2.columnar import to_arrow
 from k2.config import Settings, load_settings
-from k2.kafka import DeadLetterTopicSink, KafkaSource
+from k2.kafka import DeadLetterTopicSink, KafkaSource, ensure_topics
 from k2.sink import COMMITTER, IcebergSink, start_offsets
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
 from k2.steps import dedupe, sequence_check, tune_gc
@@ -56,6 +56,8 @@ def default_source(settings: Settings) -> Source[RawBatch]:
     if settings.source == "file":
         return FileSource(settings.input_file, settings.input_kind, batch_size=settings.batch_size)
     if settings.source == "kafka":
+        topics = [settings.trades_topic, settings.quotes_topic, settings.dlq_topic]
+        ensure_topics(settings.kafka_bootstrap, topics, settings.kafka_partitions)
         return KafkaSource(
             settings.kafka_bootstrap,
             [settings.trades_topic, settings.quotes_topic],

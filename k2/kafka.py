@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -22,6 +22,7 @@ from k2.batch import RawBatch, position_key
 from k2.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
+IDLE_POLL = timedelta(milliseconds=5)
 
 
 class DeliveryError(RuntimeError):
@@ -144,6 +145,16 @@ def watermarks(
         consumer.close()
 
 
+def _end_of_partition(message: object) -> bool:
+    """True for the end-of-partition marker; any other error stops the flow (it restarts from the seams)."""
+    error = message.error()  # type: ignore[attr-defined]
+    if error is None:
+        return False
+    if error.code() == KafkaError._PARTITION_EOF:
+        return True
+    raise KafkaException(error)
+
+
 class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def __init__(self, bootstrap: str, topic: str, partition: int, start: int, batch_size: int, tail: bool):
         self.topic, self.partition, self.batch_size = topic, partition, batch_size
@@ -153,8 +164,13 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
                 "group.id": "k2-ingest",  # required by librdkafka; nothing is ever committed to it
                 "enable.auto.commit": False,
                 "enable.partition.eof": not tail,
-                "fetch.max.bytes": 16 * 1024 * 1024,
-                "queued.min.messages": max(100_000, 2 * batch_size),
+                # Prefetch a few batches, not librdkafka's default 64 MiB per partition: one consumer per partition
+                # would otherwise hold hundreds of MiB (measured: flow RSS 492 MiB with 4 partitions).
+                "fetch.max.bytes": 8 * 1024 * 1024,
+                "queued.min.messages": 4 * batch_size,
+                "queued.max.messages.kbytes": 8 * 1024,
+                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "fetch.wait.max.ms": 50,
             }
         )
         low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -162,29 +178,30 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         start = low if start == OFFSET_BEGINNING else max(start, low)
         self._next = start
         self._end = None if tail else high
+        self._awake: datetime | None = None
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
     def next_batch(self) -> list[RawBatch]:
         if self._end is not None and self._next >= self._end:
             raise StopIteration
-        messages = self._consumer.consume(self.batch_size, timeout=0.1)
-        offsets, values, timestamps = [], [], []
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
-            offsets.append(message.offset())
-            values.append(message.value() or b"")
-            timestamps.append(message.timestamp()[1] * 1_000)  # ms -> µs
-        if not offsets:
+        # Never block the worker: librdkafka prefetches in its own thread, so take what is there now and, when
+        # nothing is, ask Bytewax to come back shortly (a blocking wait here would stall every other step).
+        messages = self._consumer.consume(self.batch_size, timeout=0)
+        if any(message.error() is not None for message in messages):
+            messages = [m for m in messages if not _end_of_partition(m)]
+        if not messages:
+            self._awake = datetime.now(UTC) + IDLE_POLL
             return []
+        self._awake = None
+        # Column-wise, one pass per field: this runs for every message.
+        offsets = [m.offset() for m in messages]
+        values = [m.value() or b"" for m in messages]
+        timestamps = [m.timestamp()[1] * 1_000 for m in messages]  # ms -> µs
         self._next = offsets[-1] + 1
         return [RawBatch(self.topic, self.partition, offsets, values, timestamps)]
 
     def next_awake(self) -> datetime | None:
-        return None
+        return self._awake
 
     def snapshot(self) -> int:
         return self._next

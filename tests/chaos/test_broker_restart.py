@@ -38,8 +38,15 @@ def test_broker_restart_mid_run(tmp_path):
         feed = SyntheticFeed(FeedConfig(messages=300_000, symbols=40))
         topics = {"trade": "market.trades", "quote": "market.quotes"}
         publish(broker.bootstrap, ((topics[k], key, value) for k, key, value in feed.messages()))
-        env = {**os.environ, "K2_SOURCE": "kafka", "K2_KAFKA_BOOTSTRAP": broker.bootstrap, "K2_KAFKA_TAIL": "false",
-               "K2_DATA_DIR": str(tmp_path / "k2"), "K2_EPOCH_SECONDS": "0.3", "K2_BATCH_SIZE": "2000"}
+        env = {
+            **os.environ,
+            "K2_SOURCE": "kafka",
+            "K2_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "K2_KAFKA_TAIL": "false",
+            "K2_DATA_DIR": str(tmp_path / "k2"),
+            "K2_EPOCH_SECONDS": "0.3",
+            "K2_BATCH_SIZE": "2000",
+        }
         command = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(2.0)

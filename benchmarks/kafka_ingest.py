@@ -1,0 +1,221 @@
+"""Kafka ingest benchmark on a real local broker, all in one run:
+
+(a) a plain confluent-kafka consume loop doing decode + validate only (the baseline),
+(b) the full flow (`python -m bytewax.run flows.ingest`, bounded) into a committed Iceberg table, with its peak RSS,
+(c) produce -> committed latency at a steady rate with a 1 s epoch: a message counts as committed at the time of the
+    first snapshot whose seam passes its offset.
+
+    uv run python benchmarks/kafka_ingest.py                       # 1,000,000 messages, 20k msg/s for 20 s
+    uv run python benchmarks/kafka_ingest.py --messages 50000 --rate-seconds 5   # quick check
+Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts/local_kafka.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+
+from k2.batch import RawBatch  # noqa: E402
+from k2.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
+from k2.config import load_settings  # noqa: E402
+from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
+from k2.kafka import CheckedProducer, ensure_topics, make_producer, partitions_of, publish  # noqa: E402
+from k2.steps import tune_gc  # noqa: E402
+from k2.validate import Rules, validate_batch  # noqa: E402
+
+REPORT = Path(__file__).resolve().parent / "reports" / "kafka_ingest.json"
+
+
+@contextlib.contextmanager
+def broker():
+    if os.environ.get("K2_KAFKA_BOOTSTRAP"):
+        yield os.environ["K2_KAFKA_BOOTSTRAP"]
+        return
+    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "scripts" / "local_kafka.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["local_kafka"] = module
+    spec.loader.exec_module(module)
+    with module.start_broker() as running:
+        yield running.bootstrap
+
+
+def plain_consume_loop(bootstrap: str, topic: str, total: int) -> float:
+    """msgs/s of assign + consume + decode + validate, nothing else."""
+    rules = Rules.from_settings(load_settings({}))
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "k2-bench",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 16 * 1024 * 1024,
+            "queued.min.messages": 100_000,
+        }
+    )
+    consumer.assign([TopicPartition(t, p, 0) for t, p in partitions_of(bootstrap, [topic])])
+    seen = 0
+    started = time.perf_counter()
+    while seen < total:
+        messages = consumer.consume(5_000, timeout=1.0)
+        by_partition: dict[int, list] = {}
+        for message in messages:
+            by_partition.setdefault(message.partition(), []).append(message)
+        for partition, items in by_partition.items():
+            raw = RawBatch(topic, partition, [m.offset() for m in items], [m.value() for m in items])
+            validate_batch(raw, "trade", rules)
+        seen += len(messages)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed
+
+
+def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str, str]:
+    return {
+        **os.environ,
+        "K2_SOURCE": "kafka",
+        "K2_KAFKA_BOOTSTRAP": bootstrap,
+        "K2_TRADES_TOPIC": topic,
+        "K2_QUOTES_TOPIC": f"{topic}-quotes",
+        "K2_DLQ_TOPIC": f"{topic}-dlq",
+        "K2_KAFKA_TAIL": str(tail).lower(),
+        "K2_DATA_DIR": data_dir,
+        "K2_EPOCH_SECONDS": os.environ.get("K2_EPOCH_SECONDS", "1.0"),
+    }
+
+
+def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int]:
+    """msgs/s of the whole flow process (start-up included) and its peak RSS in bytes (sampled every 50 ms)."""
+    with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
+        process = subprocess.Popen(command, cwd=ROOT, env=flow_env(bootstrap, topic, tmp, tail=False))
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, rss_bytes(process.pid))
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        if process.returncode != 0:
+            raise SystemExit(f"flow failed with exit code {process.returncode}")
+    return total / elapsed, peak
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)
+    with tempfile.TemporaryDirectory(prefix="k2-latency-") as tmp:
+        flow = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "flows.ingest"],
+            cwd=ROOT,
+            env=flow_env(bootstrap, topic, tmp, tail=True),
+        )
+        time.sleep(4.0)  # let the flow start and assign its partitions
+        sent: dict[tuple[int, int], float] = {}
+        producer = CheckedProducer(make_producer(bootstrap, **{"linger.ms": 1}))
+        lock = threading.Lock()
+
+        def delivered(produced_at: float, err, msg) -> None:
+            if err is None:
+                with lock:
+                    sent[(msg.partition(), msg.offset())] = produced_at
+
+        feed = SyntheticFeed(FeedConfig(messages=int(rate * seconds), quote_ratio=0.0, symbols=200))
+        started = time.time()
+        for i, (_, key, value) in enumerate(feed.messages()):
+            due = started + i / rate
+            if (wait := due - time.time()) > 0:
+                time.sleep(wait)
+            producer.producer.produce(topic, value, key, on_delivery=functools.partial(delivered, time.time()))
+            producer.producer.poll(0)
+        producer.flush()
+        time.sleep(4.0)  # the last epochs commit
+        flow.terminate()
+        flow.wait(timeout=30)
+        settings = load_settings({}, data_dir=tmp)
+        table = ensure_tables(open_catalog(settings), settings.namespace)[TRADES]
+        commits = []
+        for snapshot in table.snapshots():
+            offsets = json.loads(snapshot.summary.additional_properties.get("k2.kafka.offsets", "{}"))
+            commits.append((snapshot.timestamp_ms / 1000, offsets))
+    latencies = []
+    for (partition, offset), at in sent.items():
+        key = f"{topic}/{partition}"
+        committed = next((ts for ts, seam in commits if seam.get(key, 0) > offset), None)
+        if committed is not None:
+            latencies.append(committed - at)
+    latencies.sort()
+    return {
+        "rate": rate,
+        "messages": len(sent),
+        "committed": len(latencies),
+        "p50_s": statistics.median(latencies),
+        "p99_s": latencies[int(len(latencies) * 0.99) - 1],
+        "max_s": latencies[-1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=int, default=20_000)
+    parser.add_argument("--rate-seconds", type=float, default=20.0)
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parser.parse_args()
+    tune_gc()
+    with broker() as bootstrap:
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)
+        feed = SyntheticFeed(FeedConfig(messages=args.messages, quote_ratio=0.0, symbols=500))
+        t = time.perf_counter()
+        total = publish(bootstrap, ((topic, key, value) for _, key, value in feed.messages()))
+        print(f"published {total:,} messages in {time.perf_counter() - t:.1f}s", flush=True)
+        plain = plain_consume_loop(bootstrap, topic, total)
+        print(f"(a) plain consume + decode + validate: {plain:,.0f} msg/s", flush=True)
+        flow, rss = flow_run(bootstrap, topic, total)
+        print(f"(b) full flow into Iceberg: {flow:,.0f} msg/s, peak RSS {rss / 2**20:,.0f} MiB", flush=True)
+        latency = latency_run(bootstrap, args.rate, args.rate_seconds)
+        print(
+            f"(c) produce -> committed at {args.rate:,} msg/s: p50 {latency['p50_s']:.3f}s, "
+            f"p99 {latency['p99_s']:.3f}s ({latency['committed']:,}/{latency['messages']:,} committed)"
+        )
+    result = {
+        "benchmark": "kafka_ingest",
+        "messages": total,
+        "plain_msgs_per_s": plain,
+        "flow_msgs_per_s": flow,
+        "ratio": flow / plain,
+        "flow_peak_rss_bytes": rss,
+        "latency": latency,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"ratio {flow / plain:.2f} (targets: flow >= 150,000 msg/s and >= 0.5x; RSS <= 400 MB; p99 <= 2 s)")
+
+
+if __name__ == "__main__":
+    main()
