@@ -62,14 +62,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dedupe_horizon_seconds: float = 900.0  # event-time window for id-keyed dedupe
     dedupe_max_keys: int = 1_000_000  # per partition
 
+    # Query service
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_keys: str = ""  # comma-separated; `sha256:<hex>` entries are stored hashed; empty: one key is made at start
+    api_rate_limit: int = 100  # requests per second per API key; 0 turns the limit off
+    query_refresh_seconds: float = 0.5  # how stale the served snapshot may be before the catalog is asked again
+    query_max_rows: int = 100_000  # the largest page or bar count one request may ask for
+
     def __post_init__(self) -> None:
         problems = []
-        for name in ("batch_size", "commit_max_rows", "max_gap_ranges", "dedupe_max_keys", "synthetic_symbols"):
+        for name in (
+            "batch_size",
+            "commit_max_rows",
+            "max_gap_ranges",
+            "dedupe_max_keys",
+            "synthetic_symbols",
+            "query_max_rows",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")
         for name in ("epoch_seconds", "dedupe_horizon_seconds", "session_gap_seconds", "seam_heartbeat_seconds"):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")
+        if not 0 < self.api_port < 65536:
+            problems.append(f"{env_name('api_port')} must be a TCP port")
+        for name in ("api_rate_limit", "query_refresh_seconds"):
+            if getattr(self, name) < 0:
+                problems.append(f"{env_name(name)} must not be negative")
         if self.synthetic_messages < 0:
             problems.append(f"{env_name('synthetic_messages')} must not be negative")
         if self.min_timestamp_us >= self.max_timestamp_us:

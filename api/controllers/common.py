@@ -1,0 +1,40 @@
+"""Parameters every data route shares, and turning engine results into API types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar.params import Parameter
+
+from api.types import Meta
+from k2.query import Freshness, parse_time
+
+Symbols = Annotated[
+    str | None, Parameter(description="one symbol or a comma-separated list (e.g. `MWR,DVN`)", max_length=4_000)
+]
+Exchange = Annotated[str | None, Parameter(description="exchange code, e.g. `ASX`", max_length=64)]
+Start = Annotated[
+    str | None,
+    Parameter(description="inclusive start: ISO-8601 (`2014-03-10T23:00:00Z`; no offset means UTC) or µs since epoch"),
+]
+End = Annotated[str | None, Parameter(description="exclusive end, same forms as `start`")]
+Limit = Annotated[int, Parameter(ge=1, le=100_000, description="rows per page")]
+SnapshotId = Annotated[int | None, Parameter(description="read this Iceberg snapshot (time travel)")]
+AsOf = Annotated[str | None, Parameter(description="read the newest snapshot committed at or before this time")]
+Format = Annotated[str | None, Parameter(description="json (default), csv, parquet or arrow; or send an Accept header")]
+
+
+def meta(freshness: Freshness, count: int, next_cursor: str | None = None) -> Meta:
+    return Meta(
+        table=freshness.table,
+        snapshot_id=freshness.snapshot_id,
+        committed_at=freshness.committed_at,
+        max_event_time=freshness.max_event_time,
+        count=count,
+        offsets=freshness.offsets,
+        next_cursor=next_cursor,
+    )
+
+
+def as_of_time(text: str | None) -> int | None:
+    return parse_time(text, "as_of")

@@ -1,0 +1,84 @@
+"""`/v1/snapshots`, `/v1/gaps`, `/v1/dead-letters`: the bookkeeping a user checks before trusting the data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.params import Parameter
+
+from api.controllers.common import End, Exchange, Format, Limit, Start, Symbols, meta
+from api.formats import negotiate, respond
+from api.types import DeadLetter, DeadLettersPage, GapsPage, SequenceGap, Snapshot, SnapshotsPage
+from k2.catalog import TABLE_NAMES
+from k2.query import QueryEngine, dead_letters, sequence_gaps, snapshots
+from k2.query.params import parse_list, time_range
+
+
+class SnapshotsController(Controller):
+    path = "/snapshots"
+    tags = ("bookkeeping",)
+
+    @get(sync_to_thread=True, summary="A table's snapshots, newest first, with their Kafka offsets")
+    def snapshots(
+        self,
+        engine: QueryEngine,
+        table: Annotated[str, Parameter(description=f"one of {', '.join(TABLE_NAMES)}")] = "trades",
+        limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
+    ) -> SnapshotsPage:
+        found = snapshots(engine, table, limit)
+        return SnapshotsPage(table=table, data=msgspec.convert(found, list[Snapshot]))
+
+
+class GapsController(Controller):
+    path = "/gaps"
+    tags = ("bookkeeping",)
+
+    @get(sync_to_thread=True, summary="Sequence gaps and resets")
+    def gaps(
+        self,
+        request: Request,
+        engine: QueryEngine,
+        symbol: Symbols = None,
+        exchange: Exchange = None,
+        start: Start = None,
+        end: End = None,
+        limit: Limit = 1_000,
+        format: Format = None,
+    ) -> Response[GapsPage]:
+        fmt = negotiate(request, format)
+        lo, hi = time_range(start, end)
+        page = sequence_gaps(engine, symbols=parse_list(symbol), exchange=exchange, start=lo, end=hi, limit=limit)
+        info = meta(page.freshness, page.rows.num_rows)
+        body = None
+        if fmt == "json":
+            body = GapsPage(data=msgspec.convert(page.rows.to_pylist(), list[SequenceGap]), meta=info)
+        return respond(fmt, page.rows, body, info)
+
+
+class DeadLettersController(Controller):
+    path = "/dead-letters"
+    tags = ("bookkeeping",)
+
+    @get(sync_to_thread=True, summary="Rejected messages with reason and source position")
+    def dead_letters(
+        self,
+        request: Request,
+        engine: QueryEngine,
+        reason: Annotated[str | None, Parameter(description="a reason or its prefix, e.g. `missing_field`")] = None,
+        topic: Annotated[str | None, Parameter(description="source topic")] = None,
+        start: Start = None,
+        end: End = None,
+        limit: Limit = 1_000,
+        format: Format = None,
+    ) -> Response[DeadLettersPage]:
+        """`raw` is the message exactly as received (base64 in JSON)."""
+        fmt = negotiate(request, format)
+        lo, hi = time_range(start, end)
+        page = dead_letters(engine, reason=reason, topic=topic, start=lo, end=hi, limit=limit)
+        info = meta(page.freshness, page.rows.num_rows)
+        body = None
+        if fmt == "json":
+            body = DeadLettersPage(data=msgspec.convert(page.rows.to_pylist(), list[DeadLetter]), meta=info)
+        return respond(fmt, page.rows, body, info)

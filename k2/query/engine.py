@@ -1,0 +1,237 @@
+"""The query engine: pyiceberg picks the files of a snapshot, DuckDB reads them.
+
+Each query is pinned to one snapshot (the newest, or one chosen by id or by time) and answers with that
+snapshot's freshness. SQL is parameterised; the only text put into it is our own (column names, the file source).
+Where DuckDB cannot read a snapshot exactly by itself (delete files, or a warehouse that is not a local folder:
+DuckDB's S3 support is an extension downloaded at run time) the rows come through pyiceberg's reader instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThanOrEqual, In, LessThan
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.table import Table
+
+from k2.catalog import DEAD_LETTERS, QUOTES, SCHEMAS, SEQUENCE_GAPS, TRADES, open_catalog
+from k2.config import Settings
+from k2.query.params import QueryError
+from k2.query.plan import DataFileEntry, Planner, TablePlan
+
+TIME_COLUMN = {TRADES: "timestamp", QUOTES: "timestamp", SEQUENCE_GAPS: "timestamp", DEAD_LETTERS: "source_timestamp"}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+class Freshness(msgspec.Struct, frozen=True):
+    """What a result reflects: the snapshot read, when it was committed, and the newest event time it covers."""
+
+    table: str
+    snapshot_id: int | None
+    committed_at: datetime | None
+    max_event_time: datetime | None
+    offsets: dict[str, int]  # the Kafka seam of that snapshot: `<topic>/<partition>` -> next offset
+
+    @classmethod
+    def of(cls, plan: TablePlan) -> Freshness:
+        return cls(
+            table=plan.table,
+            snapshot_id=plan.snapshot_id,
+            committed_at=None if plan.committed_at_ms is None else to_datetime(plan.committed_at_ms * 1000),
+            max_event_time=None if plan.max_event_time is None else to_datetime(plan.max_event_time),
+            offsets=plan.offsets,
+        )
+
+
+class Scan(msgspec.Struct, frozen=True, gc=False):
+    """The rows of one table that a query may touch: a snapshot, its pruned files and the query's filters."""
+
+    name: str
+    table: Table | None
+    plan: TablePlan
+    files: list[DataFileEntry]
+    symbols: tuple[str, ...] | None = None
+    exchange: str | None = None
+    start: int | None = None
+    end: int | None = None
+
+
+class QueryEngine:
+    """Plans with pyiceberg (cached per snapshot), executes in DuckDB; safe to share between threads."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        namespace: str,
+        *,
+        refresh_seconds: float = 0.5,
+        max_rows: int = 100_000,
+        duckdb_threads: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.catalog, self.namespace = catalog, namespace
+        self.refresh_seconds, self.max_rows = refresh_seconds, max_rows
+        self._clock = clock
+        self._db = duckdb.connect(config={"threads": duckdb_threads})
+        self._db.execute("SET GLOBAL TimeZone = 'UTC'")  # timestamptz values come back as UTC datetimes
+        self._planners = {name: Planner(column) for name, column in TIME_COLUMN.items()}
+        self._tables: dict[str, tuple[float, Table | None]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueryEngine:
+        return cls(
+            open_catalog(settings),
+            settings.namespace,
+            refresh_seconds=settings.query_refresh_seconds,
+            max_rows=settings.query_max_rows,
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- snapshots -------------------------------------------------------------------------------------------
+
+    def table(self, name: str) -> Table | None:
+        """The table's metadata, re-read from the catalog at most every `refresh_seconds` (None: not created)."""
+        now = self._clock()
+        with self._lock:
+            cached = self._tables.get(name)
+            if cached is not None and now - cached[0] < self.refresh_seconds:
+                return cached[1]
+        try:
+            table: Table | None = self.catalog.load_table((self.namespace, name))
+        except NoSuchTableError:
+            table = None
+        with self._lock:
+            self._tables[name] = (now, table)
+        return table
+
+    def plan(
+        self, name: str, *, snapshot_id: int | None = None, as_of: int | None = None
+    ) -> tuple[Table | None, TablePlan]:
+        """The plan of the newest snapshot, of `snapshot_id`, or of the newest committed at or before `as_of` (µs)."""
+        table = self.table(name)
+        if table is None:
+            if snapshot_id is not None:
+                raise QueryError(f"snapshot {snapshot_id} not found: table {name} does not exist yet")
+            return None, self._planners[name].plan(None, None, name)  # type: ignore[arg-type]
+        if snapshot_id is not None:
+            snapshot = table.snapshot_by_id(snapshot_id)
+            if snapshot is None:
+                table = self.table_now(name)
+                snapshot = table.snapshot_by_id(snapshot_id) if table is not None else None
+            if snapshot is None:
+                raise QueryError(f"snapshot {snapshot_id} is not a snapshot of {name} (expired, or never was)")
+        elif as_of is not None:
+            snapshot = table.snapshot_as_of_timestamp(as_of // 1000)
+            if snapshot is None:
+                raise QueryError(f"{name} has no snapshot committed at or before {to_datetime(as_of).isoformat()}")
+        else:
+            snapshot = table.current_snapshot()
+        return table, self._planners[name].plan(table, snapshot, name)
+
+    def table_now(self, name: str) -> Table | None:
+        """The table re-read now (a pinned snapshot newer than the cached metadata)."""
+        with self._lock:
+            self._tables.pop(name, None)
+        return self.table(name)
+
+    def scan(
+        self,
+        name: str,
+        *,
+        symbols: Sequence[str] | None = None,
+        exchange: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        snapshot_id: int | None = None,
+        as_of: int | None = None,
+    ) -> Scan:
+        table, plan = self.plan(name, snapshot_id=snapshot_id, as_of=as_of)
+        files = plan.prune(symbols, start, end)
+        return Scan(name, table, plan, files, tuple(symbols) if symbols else None, exchange, start, end)
+
+    # --- execution -------------------------------------------------------------------------------------------
+
+    def execute(
+        self,
+        sql: str,
+        params: dict[str, Any],
+        scans: dict[str, Scan],
+        arrows: dict[str, pa.Table] | None = None,
+    ) -> pa.Table:
+        """Run `sql`, where `{<alias>}` names the rows of each scan (and each of `arrows`), and return Arrow."""
+        cursor = self._db.cursor()
+        try:
+            sources = {alias: self._source(cursor, alias, scan, params) for alias, scan in scans.items()}
+            for alias, data in (arrows or {}).items():
+                cursor.register(f"arrow_{alias}", data)
+                sources[alias] = f"arrow_{alias}"
+            return cursor.execute(sql.format(**sources), params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryFailed(f"query on {', '.join(s.name for s in scans.values())} failed: {exc}") from exc
+        finally:
+            cursor.close()
+
+    def _source(self, cursor: duckdb.DuckDBPyConnection, alias: str, scan: Scan, params: dict[str, Any]) -> str:
+        if scan.files and not scan.plan.has_deletes and all(_local(f.path) for f in scan.files):
+            params[f"files_{alias}"] = [_local_path(f.path) for f in scan.files]
+            # union_by_name: files written before a column was added simply lack it (nulls).
+            return f"read_parquet($files_{alias}, union_by_name = true, hive_partitioning = false)"
+        view = f"rows_{alias}"
+        cursor.register(view, self._read_with_pyiceberg(scan))
+        return view
+
+    def _read_with_pyiceberg(self, scan: Scan) -> pa.Table:
+        if scan.table is None or scan.plan.snapshot_id is None or not scan.files:
+            return schema_to_pyarrow(
+                scan.table.schema() if scan.table is not None else SCHEMAS[scan.name], include_field_ids=False
+            ).empty_table()
+        return scan.table.scan(row_filter=_row_filter(scan), snapshot_id=scan.plan.snapshot_id).to_arrow()
+
+
+class QueryFailed(RuntimeError):
+    """DuckDB or storage failed on data we planned (a broken file, storage down): a server-side error."""
+
+
+def _local(path: str) -> bool:
+    return path.startswith(("/", "file:"))
+
+
+def _local_path(path: str) -> str:
+    return path.removeprefix("file://") if path.startswith("file:///") else path.removeprefix("file:")
+
+
+def _row_filter(scan: Scan) -> BooleanExpression:
+    column = TIME_COLUMN[scan.name]
+    terms: list[BooleanExpression] = []
+    if scan.symbols:
+        terms.append(In("symbol", scan.symbols) if len(scan.symbols) > 1 else EqualTo("symbol", scan.symbols[0]))
+    if scan.exchange:
+        terms.append(EqualTo("exchange", scan.exchange))
+    if scan.start is not None:
+        terms.append(GreaterThanOrEqual(column, scan.start))
+    if scan.end is not None:
+        terms.append(LessThan(column, scan.end))
+    expression: BooleanExpression = AlwaysTrue()
+    for term in terms:
+        expression = term if isinstance(expression, AlwaysTrue) else And(expression, term)
+    return expression

@@ -1,0 +1,147 @@
+"""The newest trade and quote per instrument, kept up to date per snapshot without rescanning history.
+
+Scanning a whole table for "latest per symbol" takes seconds at tens of millions of rows. So the index keeps, per
+`(exchange, symbol)`, the newest row, the first event time and the row count for one snapshot, and when a newer
+snapshot only added files (every append) it folds in just those files. A snapshot that removed files (compaction,
+overwrite, expiry) or carries delete files is computed afresh. "Newest" is the greatest
+`(timestamp, source_sequence, source position)`, so ties in one microsecond resolve by sequence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from k2.catalog import QUOTES, TRADES
+from k2.query.engine import Freshness, QueryEngine, Scan
+from k2.query.plan import TablePlan
+
+_KEY = "(r.timestamp, coalesce(r.source_sequence, -1), r.source_topic, r.source_partition, r.source_offset)"
+_FOLD = (
+    "SELECT exchange, symbol, arg_max(latest, (latest.timestamp, coalesce(latest.source_sequence, -1),"
+    " latest.source_topic, latest.source_partition, latest.source_offset)) AS latest,"
+    " min(first_time) AS first_time, sum(rows)::BIGINT AS rows FROM {parts} GROUP BY exchange, symbol"
+)
+
+
+class LatestIndex:
+    """Per instrument of one table: the newest row (a struct), first event time and row count."""
+
+    def __init__(self, name: str, pinned: int = 4):
+        self.name = name
+        self._current: tuple[TablePlan, pa.Table] | None = None
+        self._pinned: OrderedDict[int, pa.Table] = OrderedDict()
+        self._max_pinned = pinned
+        self._lock = threading.Lock()
+
+    def state(self, engine: QueryEngine, snapshot_id: int | None = None, as_of: int | None = None) -> pa.Table:
+        table, plan = engine.plan(self.name, snapshot_id=snapshot_id, as_of=as_of)
+        if plan.snapshot_id is None or table is None:
+            return self._fold(engine, Scan(self.name, table, plan, []))
+        current = table.current_snapshot()
+        is_current = current is not None and current.snapshot_id == plan.snapshot_id
+        with self._lock:
+            known = self._current
+            if known is not None and known[0].snapshot_id == plan.snapshot_id:
+                return known[1]
+            if plan.snapshot_id in self._pinned:
+                return self._pinned[plan.snapshot_id]
+        state = self._advance(engine, table, plan, known) if is_current else None
+        if state is None:
+            state = self._fold(engine, Scan(self.name, table, plan, list(plan.files)))
+        with self._lock:
+            if is_current:
+                if self._current is None or (self._current[0].committed_at_ms or 0) <= (plan.committed_at_ms or 0):
+                    self._current = (plan, state)
+            else:
+                self._pinned[plan.snapshot_id] = state
+                while len(self._pinned) > self._max_pinned:
+                    self._pinned.popitem(last=False)
+        return state
+
+    def _advance(self, engine: QueryEngine, table, plan: TablePlan, known) -> pa.Table | None:
+        """Fold the files `plan` added to an older state; None when the older files are not all still live."""
+        if known is None or plan.has_deletes or known[0].has_deletes:
+            return None
+        before = {f.path for f in known[0].files}
+        now = {f.path for f in plan.files}
+        if not before <= now:
+            return None
+        added = [f for f in plan.files if f.path not in before]
+        if not added:
+            return known[1]
+        partial = self._fold(engine, Scan(self.name, table, plan, added))
+        both = "(SELECT * FROM {old} UNION ALL SELECT * FROM {new})"
+        return engine.execute(_FOLD.format(parts=both), {}, {}, arrows={"old": known[1], "new": partial})
+
+    def _fold(self, engine: QueryEngine, scan: Scan) -> pa.Table:
+        sql = (
+            f"SELECT exchange, symbol, arg_max(r, {_KEY}) AS latest, min(r.timestamp) AS first_time,"
+            " count(*)::BIGINT AS rows FROM {src} AS r GROUP BY exchange, symbol"
+        )
+        return engine.execute(sql, {}, {"src": scan})
+
+
+def latest_indexes() -> dict[str, LatestIndex]:
+    return {TRADES: LatestIndex(TRADES), QUOTES: LatestIndex(QUOTES)}
+
+
+def latest_by_symbol(
+    engine: QueryEngine,
+    indexes: dict[str, LatestIndex],
+    *,
+    symbols: list[str] | None = None,
+    exchange: str | None = None,
+    snapshot_ids: dict[str, int] | None = None,
+    as_of: int | None = None,
+) -> tuple[pa.Table, dict[str, Freshness]]:
+    """One row per instrument: its newest trade and newest quote (structs, null when it has none)."""
+    states, freshness = {}, {}
+    for name in (TRADES, QUOTES):
+        snapshot_id = (snapshot_ids or {}).get(name)
+        states[name] = indexes[name].state(engine, snapshot_id=snapshot_id, as_of=as_of)
+        freshness[name] = Freshness.of(engine.plan(name, snapshot_id=snapshot_id, as_of=as_of)[1])
+    params: dict[str, Any] = {}
+    clauses = []
+    if symbols:
+        names = [f"symbol_{i}" for i in range(len(symbols))]
+        params.update(zip(names, symbols, strict=True))
+        clauses.append(f"symbol IN ({', '.join('$' + n for n in names)})")
+    if exchange:
+        params["exchange"] = exchange
+        clauses.append("exchange = $exchange")
+    sql = (
+        "SELECT exchange, symbol, t.latest AS trade, q.latest AS quote"
+        " FROM {trades} AS t FULL OUTER JOIN {quotes} AS q USING (exchange, symbol)"
+        f" WHERE {' AND '.join(clauses) or 'TRUE'} ORDER BY exchange, symbol"
+    )
+    rows = engine.execute(sql, params, {}, arrows={"trades": states[TRADES], "quotes": states[QUOTES]})
+    return rows, freshness
+
+
+def instruments(engine: QueryEngine, indexes: dict[str, LatestIndex], exchange: str | None = None) -> pa.Table:
+    """Every instrument with trade and quote counts and its first and last event times."""
+    params: dict[str, Any] = {}
+    clause = "TRUE"
+    if exchange:
+        params["exchange"], clause = exchange, "exchange = $exchange"
+    sql = (
+        "SELECT exchange, symbol, coalesce(t.rows, 0) AS trades, coalesce(q.rows, 0) AS quotes,"
+        " least(t.first_time, q.first_time) AS first_time,"
+        " greatest(t.latest.timestamp, q.latest.timestamp) AS last_time,"
+        " t.latest.timestamp AS last_trade_time, t.latest.price AS last_price"
+        " FROM {trades} AS t FULL OUTER JOIN {quotes} AS q USING (exchange, symbol)"
+        f" WHERE {clause} ORDER BY exchange, symbol"
+    )
+    arrows = {name: indexes[name].state(engine) for name in (TRADES, QUOTES)}
+    return engine.execute(sql, params, {}, arrows={"trades": arrows[TRADES], "quotes": arrows[QUOTES]})
+
+
+def exchanges_of(engine: QueryEngine, indexes: dict[str, LatestIndex], symbol: str) -> list[str]:
+    state = indexes[TRADES].state(engine)
+    found = state.filter(pc.equal(state.column("symbol"), symbol)).column("exchange").to_pylist()
+    return sorted(found)
