@@ -46,10 +46,12 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
         app.state.engine = engine or QueryEngine.from_settings(settings)
         app.state.indexes = latest_indexes()
         # Warm the latest-per-instrument indexes off the request path: the first build scans each table once.
-        threading.Thread(target=_warm, args=(app.state.engine, app.state.indexes), daemon=True).start()
+        warming = threading.Thread(target=_warm, args=(app.state.engine, app.state.indexes), daemon=True)
+        warming.start()
         try:
             yield
         finally:
+            warming.join(timeout=60)  # its DuckDB cursor must be done before the connection closes
             if owned:
                 app.state.engine.close()
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from api.types import Meta
-from k2.query import Freshness, parse_time
+from k2.query import Freshness, LatestIndex, QueryEngine, parse_time
+
+Engine = NamedDependency[QueryEngine]
+Indexes = NamedDependency[dict[str, LatestIndex]]
 
 Symbols = Annotated[
     str | None, Parameter(description="one symbol or a comma-separated list (e.g. `MWR,DVN`)", max_length=4_000)

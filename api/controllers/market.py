@@ -8,12 +8,23 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
-from api.controllers.common import AsOf, End, Exchange, Format, Limit, SnapshotId, Start, Symbols, as_of_time, meta
+from api.controllers.common import (
+    AsOf,
+    End,
+    Engine,
+    Exchange,
+    Format,
+    Indexes,
+    Limit,
+    SnapshotId,
+    Start,
+    Symbols,
+    as_of_time,
+    meta,
+)
 from api.formats import negotiate, python_rows, respond
 from api.types import AsOfPage, Bar, BarsPage, Instrument, InstrumentsPage, Latest, LatestPage, TradeWithQuote
 from k2.query import (
-    LatestIndex,
-    QueryEngine,
     QueryError,
     bars,
     exchange_timezone,
@@ -25,8 +36,6 @@ from k2.query import (
 )
 from k2.query.params import check_timezone, parse_list, time_range
 
-Indexes = dict[str, LatestIndex]
-
 
 class BarsController(Controller):
     path = "/bars"
@@ -36,7 +45,7 @@ class BarsController(Controller):
     def bars(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         indexes: Indexes,
         symbol: Annotated[str, Parameter(description="one symbol", min_length=1, max_length=64)],
         interval: Annotated[str, Parameter(description="1s .. 1d, 1w, 1mo (e.g. 1m, 5m, 1h, 1d)")] = "1m",
@@ -88,7 +97,7 @@ class LatestController(Controller):
     def latest(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         indexes: Indexes,
         symbol: Symbols = None,
         exchange: Exchange = None,
@@ -115,7 +124,7 @@ class AsOfController(Controller):
     def asof(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         symbol: Annotated[str, Parameter(description="one symbol or a comma-separated list", min_length=1)],
         exchange: Exchange = None,
         start: Start = None,
@@ -156,7 +165,7 @@ class SymbolsController(Controller):
 
     @get(sync_to_thread=True, summary="Every instrument with counts and first/last times")
     def symbols(
-        self, request: Request, engine: QueryEngine, indexes: Indexes, exchange: Exchange = None, format: Format = None
+        self, request: Request, engine: Engine, indexes: Indexes, exchange: Exchange = None, format: Format = None
     ) -> Response[InstrumentsPage]:
         fmt = negotiate(request, format)
         rows = instruments(engine, indexes, exchange)

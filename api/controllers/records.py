@@ -8,11 +8,11 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
-from api.controllers.common import End, Exchange, Format, Limit, Start, Symbols, meta
+from api.controllers.common import End, Engine, Exchange, Format, Limit, Start, Symbols, meta
 from api.formats import negotiate, respond
 from api.types import DeadLetter, DeadLettersPage, GapsPage, SequenceGap, Snapshot, SnapshotsPage
 from k2.catalog import TABLE_NAMES
-from k2.query import QueryEngine, dead_letters, sequence_gaps, snapshots
+from k2.query import dead_letters, sequence_gaps, snapshots
 from k2.query.params import parse_list, time_range
 
 
@@ -23,7 +23,7 @@ class SnapshotsController(Controller):
     @get(sync_to_thread=True, summary="A table's snapshots, newest first, with their Kafka offsets")
     def snapshots(
         self,
-        engine: QueryEngine,
+        engine: Engine,
         table: Annotated[str, Parameter(description=f"one of {', '.join(TABLE_NAMES)}")] = "trades",
         limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
     ) -> SnapshotsPage:
@@ -39,7 +39,7 @@ class GapsController(Controller):
     def gaps(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         symbol: Symbols = None,
         exchange: Exchange = None,
         start: Start = None,
@@ -65,7 +65,7 @@ class DeadLettersController(Controller):
     def dead_letters(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         reason: Annotated[str | None, Parameter(description="a reason or its prefix, e.g. `missing_field`")] = None,
         topic: Annotated[str | None, Parameter(description="source topic")] = None,
         start: Start = None,

@@ -8,18 +8,30 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
-from api.controllers.common import AsOf, End, Exchange, Format, Limit, SnapshotId, Start, Symbols, as_of_time, meta
+from api.controllers.common import (
+    AsOf,
+    End,
+    Engine,
+    Exchange,
+    Format,
+    Limit,
+    SnapshotId,
+    Start,
+    Symbols,
+    as_of_time,
+    meta,
+)
 from api.formats import negotiate, python_rows, respond
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
 from k2.catalog import QUOTES, TRADES
-from k2.query import FIELDS, QueryEngine, ticks_between
+from k2.query import FIELDS, ticks_between
 from k2.query.params import parse_fields, parse_list, time_range
 
 Cursor = Annotated[str | None, Parameter(description="`meta.next_cursor` of the previous page", max_length=512)]
 Fields = Annotated[str | None, Parameter(description="comma-separated columns to return (default: all)")]
 
 
-def _ticks(name: str, page_type: type, row_type: type, request: Request, engine: QueryEngine, **query) -> Response:
+def _ticks(name: str, page_type: type, row_type: type, request: Request, engine: Engine, **query) -> Response:
     fmt = negotiate(request, query.pop("format"))
     start, end = time_range(query.pop("start"), query.pop("end"))
     page = ticks_between(
@@ -47,7 +59,7 @@ class TradesController(Controller):
     def trades(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         symbol: Symbols = None,
         exchange: Exchange = None,
         start: Start = None,
@@ -87,7 +99,7 @@ class QuotesController(Controller):
     def quotes(
         self,
         request: Request,
-        engine: QueryEngine,
+        engine: Engine,
         symbol: Symbols = None,
         exchange: Exchange = None,
         start: Start = None,

@@ -185,7 +185,7 @@ class QueryEngine:
             for alias, data in (arrows or {}).items():
                 cursor.register(f"arrow_{alias}", data)
                 sources[alias] = f"arrow_{alias}"
-            return cursor.execute(sql.format(**sources), params).to_arrow_table()
+            return cursor.sql(sql.format(**sources), params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise QueryFailed(f"query on {', '.join(s.name for s in scans.values())} failed: {exc}") from exc
         finally:

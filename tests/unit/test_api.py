@@ -1,0 +1,155 @@
+"""The API through Litestar's test client on a real temp-dir warehouse: auth, formats, errors, limits, metrics."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from api.auth import ApiKeys, digest
+from k2.config import load_settings
+from tests.fixtures.flow import run_ingest
+from tests.fixtures.market import T0, quote, raw_batch, trade
+
+KEY = "test-key"
+ROUTES = ["trades", "quotes", "bars?symbol=AAPL", "latest", "asof?symbol=AAPL", "symbols", "snapshots", "gaps",
+          "dead-letters"]  # fmt: skip
+
+
+@pytest.fixture
+def api_settings(tmp_path):
+    return load_settings({}, data_dir=str(tmp_path / "k2"), epoch_seconds=0.05, api_keys=KEY,
+                         query_refresh_seconds=0)  # fmt: skip
+
+
+@pytest.fixture
+def client(api_settings):
+    trades = [
+        trade(trade_id=str(i), source_sequence=i, timestamp=T0 + i * 1_000_000, price=f"1.{i}") for i in range(1, 6)
+    ]
+    trades.append(b"{broken")
+    quotes = [quote(quote_id="q1", source_sequence=1)]
+    run_ingest(api_settings, [raw_batch(trades, "market.trades", 0), raw_batch(quotes, "market.quotes", 0)])
+    with TestClient(create_app(api_settings)) as test_client:
+        test_client.headers["X-API-Key"] = KEY
+        yield test_client
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_data_route_needs_a_valid_key(client, route):
+    assert client.get(f"/v1/{route}").status_code == 200
+    missing = client.get(f"/v1/{route}", headers={"X-API-Key": ""})
+    assert missing.status_code == 401 and missing.headers["content-type"].startswith("application/problem+json")
+    assert client.get(f"/v1/{route}", headers={"X-API-Key": "wrong"}).status_code == 403
+
+
+def test_trades_json_has_exact_decimals_and_freshness(client):
+    body = client.get("/v1/trades", params={"symbol": "AAPL", "limit": 2}).json()
+    assert [row["price"] for row in body["data"]] == ["1.10000000", "1.20000000"]
+    assert body["data"][0]["timestamp"] == "2026-01-05T14:30:01Z"
+    meta = body["meta"]
+    assert meta["count"] == 2 and meta["snapshot_id"] and meta["next_cursor"]
+    assert meta["offsets"] == {"market.trades/0": 6, "market.quotes/0": 1}
+    assert meta["max_event_time"] == "2026-01-05T14:30:05Z"
+    second = client.get("/v1/trades", params={"cursor": meta["next_cursor"], "limit": 10}).json()
+    assert [row["trade_id"] for row in second["data"]] == ["3", "4", "5"] and "next_cursor" not in second["meta"]
+
+
+def test_field_selection(client):
+    body = client.get("/v1/trades", params={"fields": "price,trade_id", "limit": 1}).json()
+    assert body["data"] == [{"trade_id": "1", "price": "1.10000000"}]
+    assert client.get("/v1/trades", params={"fields": "price,nope"}).status_code == 400
+
+
+@pytest.mark.parametrize(("fmt", "accept"), [("csv", "text/csv"), ("parquet", "application/vnd.apache.parquet"),
+                                             ("arrow", "application/vnd.apache.arrow.stream")])  # fmt: skip
+def test_formats_by_parameter_and_accept_header(client, fmt, accept):
+    for response in (
+        client.get("/v1/trades", params={"format": fmt}),
+        client.get("/v1/trades", headers={"Accept": accept}),
+    ):
+        assert response.status_code == 200 and response.headers["content-type"].startswith(accept)
+        assert response.headers["x-k2-count"] == "5" and response.headers["x-k2-snapshot-id"]
+        if fmt == "csv":
+            table = pacsv.read_csv(io.BytesIO(response.content))
+            assert table.column("price").to_pylist() == [1.1, 1.2, 1.3, 1.4, 1.5] or table.num_rows == 5
+            assert b"1.10000000" in response.content  # written exactly, never via float
+        elif fmt == "parquet":
+            table = pq.read_table(io.BytesIO(response.content))
+            assert table.column("price").to_pylist()[0] == Decimal("1.10000000")
+        else:
+            table = pa.ipc.open_stream(response.content).read_all()
+            assert table.column("price").type == pa.decimal128(18, 8) and table.num_rows == 5
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/trades?start=yesterday",
+        "/v1/trades?start=2026-01-06&end=2026-01-05",
+        "/v1/trades?limit=0",
+        "/v1/trades?limit=abc",
+        "/v1/trades?cursor=garbage",
+        "/v1/trades?format=xml",
+        "/v1/bars?symbol=AAPL&interval=7x",
+        "/v1/bars?symbol=AAPL&tz=Mars/Olympus",
+        "/v1/bars?symbol=AAPL&fill=true",
+        "/v1/bars",
+        "/v1/snapshots?table=nope",
+        "/v1/trades?snapshot_id=1",
+    ],
+)
+def test_bad_parameters_get_a_readable_400(client, query):
+    response = client.get(query)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["detail"]
+
+
+def test_bars_latest_asof_gaps_dead_letters(client):
+    bars = client.get("/v1/bars", params={"symbol": "AAPL", "interval": "1m"}).json()
+    assert bars["exchange"] == "XNAS" and bars["timezone"] == "America/New_York"
+    assert [(b["open"], b["close"], b["trades"]) for b in bars["data"]] == [("1.10000000", "1.50000000", 5)]
+    latest = client.get("/v1/latest").json()["data"]
+    assert latest[0]["trade"]["price"] == "1.50000000" and latest[0]["quote"]["quote_id"] == "q1"
+    asof = client.get("/v1/asof", params={"symbol": "AAPL", "tolerance_ms": 1500}).json()["data"]
+    assert [row["quote_id"] for row in asof] == ["q1", None, None, None, None]
+    dead = client.get("/v1/dead-letters", params={"reason": "malformed_json"}).json()["data"]
+    assert len(dead) == 1 and dead[0]["source_offset"] == 5
+    assert client.get("/v1/gaps").json()["data"] == []
+    snapshots = client.get("/v1/snapshots", params={"table": "trades"}).json()["data"]
+    assert snapshots[0]["offsets"]["market.trades/0"] == 6
+
+
+def test_health_ready_metrics_and_docs_need_no_key(client):
+    anonymous = {"X-API-Key": ""}
+    assert client.get("/health", headers=anonymous).json() == {"status": "ok", "detail": {}}
+    assert client.get("/ready", headers=anonymous).json()["status"] == "ready"
+    client.get("/v1/trades")
+    metrics = client.get("/metrics", headers=anonymous).text
+    assert "k2_api_request_duration_seconds_bucket" in metrics and 'path="/v1/trades"' in metrics
+    spec = client.get("/schema/openapi.json", headers=anonymous).json()
+    assert "/v1/bars" in spec["paths"] and spec["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
+
+
+def test_rate_limit_answers_429_with_retry_after(api_settings):
+    settings = load_settings({}, data_dir=api_settings.data_dir, api_keys=KEY, api_rate_limit=3)
+    with TestClient(create_app(settings)) as client:
+        codes = [client.get("/v1/symbols", headers={"X-API-Key": KEY}).status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[-1] == 429
+        limited = client.get("/v1/symbols", headers={"X-API-Key": KEY})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert client.get("/health").status_code == 200  # not limited
+
+
+def test_keys_are_kept_hashed_and_a_key_is_made_when_none_is_configured():
+    keys = ApiKeys(f"plain, sha256:{digest('hashed')}")
+    assert keys.accepts("plain") and keys.accepts("hashed") and not keys.accepts("sha256:" + digest("hashed"))
+    generated = ApiKeys("")
+    assert generated.generated and generated.accepts(generated.generated) and not generated.accepts("")
