@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from k2.batch import IngestBatch
-from k2.schemas import Quote
+from k2.schemas import Quote, QuoteRow
 from k2.sequence import SeqClass
 
 
@@ -101,5 +101,5 @@ def natural_key(record: object) -> tuple[str, str, str | int]:
     seq = record.source_sequence  # type: ignore[attr-defined]
     if seq is not None:
         return (record.exchange, record.symbol, seq)  # type: ignore[attr-defined]
-    ident = record.quote_id if isinstance(record, Quote) else record.trade_id  # type: ignore[attr-defined]
+    ident = record.quote_id if isinstance(record, Quote | QuoteRow) else record.trade_id  # type: ignore[attr-defined]
     return (record.exchange, record.symbol, ident)  # type: ignore[attr-defined]

@@ -74,6 +74,60 @@ class Quote(msgspec.Struct, gc=False, kw_only=True):
 
 Record = Trade | Quote
 
+AssetClassName = Literal["equities", "crypto", "futures", "options", "fx"]
+SideName = Literal["BUY", "SELL", "SELL_SHORT", "UNKNOWN"]
+
+
+class TradeRow(msgspec.Struct, gc=False, kw_only=True):
+    """A validated trade as the flow carries it: money as its exact decimal text, checked to fit decimal(18,8).
+
+    Same wire fields and types as `Trade` (so it accepts no message that `Trade` rejects); decoding a decimal's
+    text costs a fraction of building a `Decimal`, and Arrow turns the texts into decimal128 column-wise.
+    """
+
+    exchange: str
+    symbol: str
+    asset_class: AssetClassName
+    timestamp: int
+    currency: str
+    trade_id: str
+    price: str
+    quantity: str
+    side: SideName
+    trade_conditions: list[str] = []
+    ingestion_timestamp: int | None = None
+    source_sequence: int | None = None
+    vendor_data: dict[str, str] | None = None
+    message_id: str | None = None
+
+
+class QuoteRow(msgspec.Struct, gc=False, kw_only=True):
+    """A validated quote as the flow carries it: decimals as exact text, an empty side as null price and size.
+
+    The flags `one_sided` and `crossed` are derived column-wise from the prices when the batch becomes Arrow; the
+    wire's values are only type-checked (as `Quote` does) and never used.
+    """
+
+    exchange: str
+    symbol: str
+    asset_class: AssetClassName
+    timestamp: int
+    currency: str
+    quote_id: str
+    bid_price: str | None = None
+    bid_quantity: str | None = None
+    ask_price: str | None = None
+    ask_quantity: str | None = None
+    ingestion_timestamp: int | None = None
+    source_sequence: int | None = None
+    vendor_data: dict[str, str] | None = None
+    message_id: str | None = None
+    wire_one_sided: bool = msgspec.field(default=False, name="one_sided")
+    wire_crossed: bool = msgspec.field(default=False, name="crossed")
+
+
+Row = TradeRow | QuoteRow
+
 
 class DeadLetter(msgspec.Struct, gc=False, kw_only=True):
     """A rejected message: its raw bytes, why, and where it came from."""

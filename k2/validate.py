@@ -17,7 +17,7 @@ import msgspec
 
 from k2.batch import IngestBatch, RawBatch
 from k2.config import Settings
-from k2.schemas import DeadLetter, Kind, Quote, Record, Trade
+from k2.schemas import DeadLetter, Kind, Quote, QuoteRow, Record, Row, Trade, TradeRow
 
 PRICE_SCALE = 8
 PRICE_PRECISION = 18
@@ -30,6 +30,13 @@ _DECODERS: dict[str, msgspec.json.Decoder] = {
 }
 _ENUM_REASONS = {"side": "unknown_side", "asset_class": "unknown_asset_class"}
 _DECIMAL_FIELDS = {"price", "quantity", "bid_price", "bid_quantity", "ask_price", "ask_quantity"}
+_TRADE_ROWS = msgspec.json.Decoder(TradeRow)
+_QUOTE_ROWS = msgspec.json.Decoder(QuoteRow)
+# A run of decimal(18,8) texts in plain ASCII digits (at most 10 before the point, 8 after), one per line; the
+# first form also refuses zero. Anything else (signs, exponents, more digits, spaces, NaN) is left to `Decimal`.
+_POSITIVE_LINES = re.compile(r"(?:(?![0.]*\n)[0-9]{1,10}(?:\.[0-9]{1,8})?\n)*")
+_DECIMAL_LINES = re.compile(r"(?:[0-9]{1,10}(?:\.[0-9]{1,8})?\n)*")
+_ZERO = re.compile(r"0{1,10}(?:\.0{1,8})?")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _PATH = re.compile(r" - at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -66,52 +73,220 @@ def decode(value: bytes, kind: Kind, rules: Rules) -> Record | Rejection:
 
 
 def validate_batch(raw: RawBatch, kind: Kind, rules: Rules) -> IngestBatch:
-    """Split a raw batch into valid records and dead letters, keeping each one's source offset."""
-    decoder, check = _DECODERS.get(kind), _CHECKS.get(kind)
-    records: list[Record] = []
-    offsets: list[int] = []
+    """Split a raw batch into valid records and dead letters, keeping each one's source offset.
+
+    The records are `TradeRow`/`QuoteRow`: decimals stay their exact text, checked here to fit decimal(18,8).
+    The fast path decodes texts and checks the decimals of the whole batch with one regex pass per column; any
+    message it does not accept on sight takes the exact path (`decode`: `Decimal`s, the reference verdict and
+    reason), so both paths accept exactly the same messages.
+    """
+    values = raw.values
+    fast = _FAST.get(kind)
+    rows: list[Row] = []
+    at: list[int] = []  # index in the raw batch of each row
+    slow: list[int] = []
+    if fast is None:
+        slow = list(range(len(values)))
+    else:
+        fast(values, rules, rows, at, slow)
     dead: list[DeadLetter] = []
     source_ts = raw.timestamps
-    kept_ts: list[int] | None = [] if source_ts is not None else None
-    for i, (offset, value) in enumerate(zip(raw.offsets, raw.values, strict=True)):
-        # The happy path inline (decode + check); anything unusual goes through `decode` for its reason.
-        try:
-            outcome = decoder.decode(value)  # type: ignore[union-attr]
-        except Exception:
-            outcome = decode(value, kind, rules)
-        else:
-            if check(outcome, rules) is not None:  # type: ignore[misc]
-                outcome = decode(value, kind, rules)
-        if not isinstance(outcome, Rejection):
-            if source_ts is not None:
-                if outcome.ingestion_timestamp is None:
-                    outcome.ingestion_timestamp = source_ts[i]
-                kept_ts.append(source_ts[i])  # type: ignore[union-attr]
-            records.append(outcome)
-            offsets.append(offset)
-            continue
-        dead.append(
-            DeadLetter(
-                source_topic=raw.topic,
-                source_partition=raw.partition,
-                source_offset=offset,
-                kind=kind,
-                reason=outcome.reason,
-                detail=outcome.detail,
-                raw=value,
-                source_timestamp=None if source_ts is None else source_ts[i],
-            )
-        )
+    if slow:
+        slow.sort()
+        late_rows: list[Row] = []
+        late_at: list[int] = []
+        for i in slow:
+            outcome = decode(values[i], kind, rules)
+            if isinstance(outcome, Rejection):
+                dead.append(
+                    DeadLetter(
+                        source_topic=raw.topic,
+                        source_partition=raw.partition,
+                        source_offset=raw.offsets[i],
+                        kind=kind,
+                        reason=outcome.reason,
+                        detail=outcome.detail,
+                        raw=values[i],
+                        source_timestamp=None if source_ts is None else source_ts[i],
+                    )
+                )
+            else:
+                late_rows.append(as_row(outcome))
+                late_at.append(i)
+        if late_rows:
+            merged_at, merged_rows = at + late_at, rows + late_rows
+            order = sorted(range(len(merged_at)), key=merged_at.__getitem__)
+            at = [merged_at[j] for j in order]
+            rows = [merged_rows[j] for j in order]
+    kept_ts: list[int] | None = None
+    if source_ts is not None:
+        kept_ts = [source_ts[i] for i in at]
+        for row, ts in zip(rows, kept_ts, strict=True):
+            if row.ingestion_timestamp is None:
+                row.ingestion_timestamp = ts
+    source_offsets = raw.offsets
     return IngestBatch(
         topic=raw.topic,
         partition=raw.partition,
         kind=kind,
-        source_offsets=raw.offsets,
+        source_offsets=source_offsets,
         next_offset=raw.next_offset,
-        records=records,
-        offsets=offsets,
+        records=rows,
+        offsets=source_offsets if len(at) == len(source_offsets) else [source_offsets[i] for i in at],
         source_timestamps=kept_ts,
         dead_letters=dead,
+    )
+
+
+def _fast_trades(values: list[bytes], rules: Rules, rows: list, at: list[int], slow: list[int]) -> None:
+    """Decode and check trades on the fast path; what it does not accept goes to `slow` (by index)."""
+    decode_row = _TRADE_ROWS.decode
+    lo, hi = rules.min_timestamp_us, rules.max_timestamp_us
+    add_row, add_at, add_slow = rows.append, at.append, slow.append
+    for i, value in enumerate(values):
+        try:
+            row = decode_row(value)
+        except Exception:
+            add_slow(i)
+            continue
+        ingested, seq = row.ingestion_timestamp, row.source_sequence
+        if (
+            row.exchange
+            and row.symbol
+            and row.currency
+            and row.trade_id
+            and lo <= row.timestamp < hi
+            and (ingested is None or lo <= ingested < hi)
+            and (seq is None or seq >= 0)
+        ):
+            add_row(row)
+            add_at(i)
+        else:
+            add_slow(i)
+    irregular = set(_irregular([r.price for r in rows], _POSITIVE_LINES))
+    irregular.update(_irregular([r.quantity for r in rows], _POSITIVE_LINES))
+    if irregular:
+        _move_to_slow(sorted(irregular), rows, at, slow)
+
+
+def _fast_quotes(values: list[bytes], rules: Rules, rows: list, at: list[int], slow: list[int]) -> None:
+    """Decode and check quotes on the fast path; an empty side (null or zero price) becomes null price and size."""
+    decode_row = _QUOTE_ROWS.decode
+    lo, hi = rules.min_timestamp_us, rules.max_timestamp_us
+    add_row, add_at, add_slow = rows.append, at.append, slow.append
+    for i, value in enumerate(values):
+        try:
+            row = decode_row(value)
+        except Exception:
+            add_slow(i)
+            continue
+        ingested, seq = row.ingestion_timestamp, row.source_sequence
+        if (
+            row.exchange
+            and row.symbol
+            and row.currency
+            and row.quote_id
+            and lo <= row.timestamp < hi
+            and (ingested is None or lo <= ingested < hi)
+            and (seq is None or seq >= 0)
+        ):
+            add_row(row)
+            add_at(i)
+        else:
+            add_slow(i)
+    bad: set[int] = set()
+    empty_bid: list[int] = []
+    empty_ask: list[int] = []
+    for field, empty in (("bid_price", empty_bid), ("ask_price", empty_ask)):
+        texts = [getattr(r, field) or "" for r in rows]
+        for j in _irregular(texts, _POSITIVE_LINES):
+            text = getattr(rows[j], field)
+            if text is None or _ZERO.fullmatch(text):
+                empty.append(j)
+            else:
+                bad.add(j)  # not plain digits: the exact path decides
+    for field in ("bid_quantity", "ask_quantity"):
+        texts = [getattr(r, field) or "" for r in rows]
+        bad.update(j for j in _irregular(texts, _DECIMAL_LINES) if getattr(rows[j], field) is not None)
+    for j in empty_bid:
+        rows[j].bid_price = rows[j].bid_quantity = None
+    for j in empty_ask:
+        rows[j].ask_price = rows[j].ask_quantity = None
+    if bad:
+        _move_to_slow(sorted(bad), rows, at, slow)
+
+
+def _move_to_slow(positions: list[int], rows: list, at: list[int], slow: list[int]) -> None:
+    drop = set(positions)
+    slow.extend(at[j] for j in positions)
+    rows[:] = [r for j, r in enumerate(rows) if j not in drop]
+    at[:] = [i for j, i in enumerate(at) if j not in drop]
+
+
+def _irregular(texts: list[str], lines: re.Pattern[str]) -> list[int]:
+    """Positions of the texts that `lines` does not accept, found with one regex pass over the joined column.
+
+    `lines` matches a run of accepted texts, each followed by a newline; the match stops at the first text it does
+    not accept, that one is noted and the pass resumes after it. Usually it runs once, to the end.
+    """
+    if not texts:
+        return []
+    text = "\n".join(texts)
+    text += "\n"
+    if text.count("\n") != len(texts):
+        return list(range(len(texts)))  # a text holding a line break of its own: look at every one
+    match, end = lines.match, len(text)
+    found: list[int] = []
+    pos = line = 0
+    while True:
+        stop = match(text, pos).end()  # type: ignore[union-attr]
+        if stop == end:
+            return found
+        line += text.count("\n", pos, stop)
+        found.append(line)
+        pos = text.index("\n", stop) + 1
+        line += 1
+
+
+def _text(value: Decimal | None) -> str | None:
+    """Plain digits of a decimal already checked to fit decimal(18,8) (never an exponent: Arrow reads it as is)."""
+    return None if value is None else format(value.quantize(_QUANTUM), "f")
+
+
+def as_row(record: Record) -> Row:
+    """The row form of a validated `Trade` or `Quote` (decimals as exact text)."""
+    if isinstance(record, Trade):
+        return TradeRow(
+            exchange=record.exchange,
+            symbol=record.symbol,
+            asset_class=record.asset_class.value,  # type: ignore[arg-type]
+            timestamp=record.timestamp,
+            currency=record.currency,
+            trade_id=record.trade_id,
+            price=_text(record.price),  # type: ignore[arg-type]
+            quantity=_text(record.quantity),  # type: ignore[arg-type]
+            side=record.side.value,  # type: ignore[arg-type]
+            trade_conditions=record.trade_conditions,
+            ingestion_timestamp=record.ingestion_timestamp,
+            source_sequence=record.source_sequence,
+            vendor_data=record.vendor_data,
+            message_id=record.message_id,
+        )
+    return QuoteRow(
+        exchange=record.exchange,
+        symbol=record.symbol,
+        asset_class=record.asset_class.value,  # type: ignore[arg-type]
+        timestamp=record.timestamp,
+        currency=record.currency,
+        quote_id=record.quote_id,
+        bid_price=_text(record.bid_price),
+        bid_quantity=_text(record.bid_quantity),
+        ask_price=_text(record.ask_price),
+        ask_quantity=_text(record.ask_quantity),
+        ingestion_timestamp=record.ingestion_timestamp,
+        source_sequence=record.source_sequence,
+        vendor_data=record.vendor_data,
+        message_id=record.message_id,
     )
 
 
@@ -253,3 +428,7 @@ def _explain_quote(quote: Quote, rules: Rules) -> Rejection | None:
 
 
 _CHECKS: dict[str, Callable[..., Rejection | None]] = {"trade": check_trade, "quote": check_quote}
+_FAST: dict[str, Callable[[list[bytes], Rules, list, list[int], list[int]], None]] = {
+    "trade": _fast_trades,
+    "quote": _fast_quotes,
+}

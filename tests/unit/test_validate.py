@@ -132,3 +132,85 @@ def test_missing_ingestion_timestamp_comes_from_the_source_record():
     batch = validate_batch(raw, "trade", RULES)
     assert [r.ingestion_timestamp for r in batch.records] == [T0 + 7, T0 + 500]
     assert batch.source_timestamps == [T0 + 7, T0 + 9]
+
+
+# The batch fast path (decimal text checked column-wise) must give exactly the verdicts of `decode` (Decimal), and
+# the values Arrow stores must be those Decimals.
+TRICKY_DECIMALS = [
+    "187.25",
+    "1",
+    "0.00000001",
+    "9999999999.99999999",
+    "10000000000",
+    "0123",
+    "00.5",
+    "1.50000000000",
+    "1.123456789",
+    "0",
+    "0.0",
+    "0.000000000",
+    "-0",
+    "-1.5",
+    "+1.5",
+    "1e2",
+    "1E-9",
+    "1.",
+    ".5",
+    " 1.5",
+    "1.5 ",
+    "",
+    "NaN",
+    "Infinity",
+    "12..5",
+    "1_000",
+    "\u0661\u0662",
+    "1\n2",
+    "abc",
+    1.5,
+    2,
+    0,
+    True,
+    None,
+    [],
+    "1" * 11,
+]
+
+
+def _exact_outcome(message, kind):
+    outcome = decode(wire(message), kind, RULES)
+    return outcome.reason if isinstance(outcome, Rejection) else outcome
+
+
+@pytest.mark.parametrize("kind", ["trade", "quote"])
+def test_batch_verdicts_and_values_match_the_exact_decimal_path(kind):
+    from k2.columnar import to_arrow
+
+    fields = ("price", "quantity") if kind == "trade" else ("bid_price", "bid_quantity", "ask_price", "ask_quantity")
+    build = trade if kind == "trade" else quote
+    messages = [build(trade_id=f"t{i}") if kind == "trade" else build(quote_id=f"q{i}") for i in range(3)]
+    for field in fields:
+        for value in TRICKY_DECIMALS:
+            messages.append(build(**{field: value}))
+    messages += [build(**dict.fromkeys(fields, "1.5\n2")), build(source_sequence=None)]
+    if kind == "quote":
+        messages += [
+            quote(bid_price="10.02", ask_price="10.01"),
+            quote(bid_price="10.01", ask_price="10.01"),
+            quote(bid_price="10.02", ask_price="0"),
+            quote(bid_price=10.02, ask_price="10.01"),
+            quote(bid_price=None, bid_quantity="-1"),
+        ]
+    batch = validate_batch(raw_batch(messages), kind, RULES)
+    expected = [_exact_outcome(m, kind) for m in messages]
+    assert [d.reason for d in batch.dead_letters] == [e for e in expected if isinstance(e, str)]
+    assert [d.source_offset for d in batch.dead_letters] == [i for i, e in enumerate(expected) if isinstance(e, str)]
+    assert batch.offsets == [i for i, e in enumerate(expected) if not isinstance(e, str)]
+    table = to_arrow(batch).tables["trades" if kind == "trade" else "quotes"].to_pylist()
+    records = [e for e in expected if not isinstance(e, str)]
+    assert len(table) == len(records)
+    for row, record in zip(table, records, strict=True):
+        for field in fields:
+            assert row[field] == getattr(record, field), (field, row, record)
+        if kind == "quote":
+            assert (row["one_sided"], row["crossed"]) == (record.one_sided, record.crossed)
+        assert row["asset_class"] == record.asset_class.value
