@@ -68,31 +68,36 @@ class Deduper:
         self.recent = RecentKeys(horizon_us, max_keys)
 
     def dedupe_batch(self, batch: IngestBatch) -> IngestBatch:
+        """Drop the sequence tracker's duplicates and repeated ids of unsequenced records, keeping the order.
+
+        Column-wise: a scan for each class that needs attention (usually only a few duplicates), not a branch
+        per record.
+        """
         classes = batch.classes
         if classes is None:
             raise ValueError("dedupe needs a sequence-checked batch")
         records, offsets, source_ts = batch.records, batch.offsets, batch.source_timestamps
-        keep = []
-        add = self.recent.add
-        is_quote = batch.kind == "quote"
-        for i, record in enumerate(records):
-            cls = classes[i]
-            if cls == SeqClass.DUPLICATE:
-                continue
-            if cls == SeqClass.UNSEQUENCED:
-                ident = record.quote_id if is_quote else record.trade_id  # type: ignore[union-attr]
-                if not add((record.exchange, record.symbol, ident), record.timestamp):
-                    continue
-            keep.append(i)
+        duplicate, unsequenced = SeqClass.DUPLICATE, SeqClass.UNSEQUENCED
+        drop: set[int] = set()
+        if duplicate in classes:
+            drop.update(i for i, cls in enumerate(classes) if cls == duplicate)
+        if unsequenced in classes:
+            add = self.recent.add
+            is_quote = batch.kind == "quote"
+            for i, cls in enumerate(classes):
+                if cls == unsequenced:
+                    record = records[i]
+                    ident = record.quote_id if is_quote else record.trade_id  # type: ignore[union-attr]
+                    if not add((record.exchange, record.symbol, ident), record.timestamp):
+                        drop.add(i)
         self.recent.evict()
-        if len(keep) < len(records):
-            kept = set(keep)
-            batch.duplicate_offsets = batch.duplicate_offsets + [o for i, o in enumerate(offsets) if i not in kept]
-            batch.records = [records[i] for i in keep]
-            batch.offsets = [offsets[i] for i in keep]
-            batch.classes = [classes[i] for i in keep]
+        if drop:
+            batch.duplicate_offsets = batch.duplicate_offsets + [offsets[i] for i in sorted(drop)]
+            batch.records = [r for i, r in enumerate(records) if i not in drop]
+            batch.offsets = [o for i, o in enumerate(offsets) if i not in drop]
+            batch.classes = [c for i, c in enumerate(classes) if i not in drop]
             if source_ts is not None:
-                batch.source_timestamps = [source_ts[i] for i in keep]
+                batch.source_timestamps = [t for i, t in enumerate(source_ts) if i not in drop]
         return batch
 
 

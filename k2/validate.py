@@ -197,17 +197,16 @@ def _fast_quotes(values: list[bytes], rules: Rules, rows: list, at: list[int], s
     bad: set[int] = set()
     empty_bid: list[int] = []
     empty_ask: list[int] = []
-    for field, empty in (("bid_price", empty_bid), ("ask_price", empty_ask)):
-        texts = [getattr(r, field) or "" for r in rows]
-        for j in _irregular(texts, _POSITIVE_LINES):
-            text = getattr(rows[j], field)
+    bids, asks = [r.bid_price for r in rows], [r.ask_price for r in rows]
+    for texts, empty in ((bids, empty_bid), (asks, empty_ask)):
+        for j in _irregular([t or "" for t in texts], _POSITIVE_LINES):
+            text = texts[j]
             if text is None or _ZERO.fullmatch(text):
                 empty.append(j)
             else:
                 bad.add(j)  # not plain digits: the exact path decides
-    for field in ("bid_quantity", "ask_quantity"):
-        texts = [getattr(r, field) or "" for r in rows]
-        bad.update(j for j in _irregular(texts, _DECIMAL_LINES) if getattr(rows[j], field) is not None)
+    for texts in ([r.bid_quantity for r in rows], [r.ask_quantity for r in rows]):
+        bad.update(j for j in _irregular([t or "" for t in texts], _DECIMAL_LINES) if texts[j] is not None)
     for j in empty_bid:
         rows[j].bid_price = rows[j].bid_quantity = None
     for j in empty_ask:
