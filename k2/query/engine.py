@@ -91,6 +91,10 @@ class QueryEngine:
         self._clock = clock
         self._db = duckdb.connect(config={"threads": duckdb_threads})
         self._db.execute("SET GLOBAL TimeZone = 'UTC'")  # timestamptz values come back as UTC datetimes
+        # The parent connection is not thread-safe, creating cursors included (two threads doing it at once were
+        # seen to stall the process); each thread keeps one cursor, created under this lock.
+        self._db_lock = threading.Lock()
+        self._cursors = threading.local()
         self._planners = {name: Planner(column) for name, column in TIME_COLUMN.items()}
         self._tables: dict[str, tuple[float, Table | None]] = {}
         self._lock = threading.Lock()
@@ -105,7 +109,8 @@ class QueryEngine:
         )
 
     def close(self) -> None:
-        self._db.close()
+        with self._db_lock:
+            self._db.close()
 
     # --- snapshots -------------------------------------------------------------------------------------------
 
@@ -179,25 +184,37 @@ class QueryEngine:
         arrows: dict[str, pa.Table] | None = None,
     ) -> pa.Table:
         """Run `sql`, where `{<alias>}` names the rows of each scan (and each of `arrows`), and return Arrow."""
-        cursor = self._db.cursor()
+        cursor = self._cursor()
+        registered: list[str] = []
         try:
-            sources = {alias: self._source(cursor, alias, scan, params) for alias, scan in scans.items()}
+            sources = {alias: self._source(cursor, alias, scan, params, registered) for alias, scan in scans.items()}
             for alias, data in (arrows or {}).items():
                 cursor.register(f"arrow_{alias}", data)
-                sources[alias] = f"arrow_{alias}"
+                registered.append(sources.setdefault(alias, f"arrow_{alias}"))
             return cursor.sql(sql.format(**sources), params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise QueryFailed(f"query on {', '.join(s.name for s in scans.values())} failed: {exc}") from exc
         finally:
-            cursor.close()
+            for view in registered:  # registered Arrow data would otherwise live as long as the thread
+                cursor.unregister(view)
 
-    def _source(self, cursor: duckdb.DuckDBPyConnection, alias: str, scan: Scan, params: dict[str, Any]) -> str:
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._cursors, "cursor", None)
+        if cursor is None:
+            with self._db_lock:
+                cursor = self._cursors.cursor = self._db.cursor()
+        return cursor
+
+    def _source(
+        self, cursor: duckdb.DuckDBPyConnection, alias: str, scan: Scan, params: dict[str, Any], registered: list[str]
+    ) -> str:
         if scan.files and not scan.plan.has_deletes and all(_local(f.path) for f in scan.files):
             params[f"files_{alias}"] = [_local_path(f.path) for f in scan.files]
             # union_by_name: files written before a column was added simply lack it (nulls).
             return f"read_parquet($files_{alias}, union_by_name = true, hive_partitioning = false)"
         view = f"rows_{alias}"
         cursor.register(view, self._read_with_pyiceberg(scan))
+        registered.append(view)
         return view
 
     def _read_with_pyiceberg(self, scan: Scan) -> pa.Table:
