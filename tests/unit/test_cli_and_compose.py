@@ -37,4 +37,5 @@ def test_compose_only_sets_variables_the_code_reads():
     used = {name for service in compose["services"].values() for name in (service.get("environment") or {})}
     k2_vars = {name for name in used if name.startswith("K2_")}
     assert k2_vars and k2_vars <= known, k2_vars - known
-    assert {"kafka", "minio", "catalog-db", "ingest"} <= set(compose["services"])
+    assert {"kafka", "minio", "catalog-db", "ingest", "api"} <= set(compose["services"])
+    assert compose["services"]["api"]["command"] == ["python", "-m", "api"]
