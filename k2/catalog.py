@@ -184,6 +184,15 @@ def _open_catalog(settings: Settings) -> Catalog:
     if uri.startswith("sqlite:///"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
     properties = {"type": "sql", "uri": uri, "warehouse": settings.resolved_warehouse}
+    s3 = {
+        "s3.endpoint": settings.s3_endpoint,
+        "s3.access-key-id": settings.s3_access_key_id,
+        "s3.secret-access-key": settings.s3_secret_access_key,
+        "s3.region": settings.s3_region,
+    }
+    properties |= {key: value for key, value in s3.items() if value}
+    if settings.s3_endpoint:
+        properties["s3.force-virtual-addressing"] = "false"  # path-style, as MinIO and other local stores expect
     if uri.startswith(("http://", "https://")):
         properties["type"] = "rest"
     return load_catalog(settings.catalog_name, **properties)

@@ -29,6 +29,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     catalog_name: str = "k2"
     catalog_uri: str = ""  # default: sqlite under data_dir
     warehouse: str = ""  # default: file:// folder under data_dir
+    # S3-compatible storage for an s3:// warehouse (else pyiceberg's own PYICEBERG_CATALOG__K2__S3__* settings)
+    s3_endpoint: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_region: str = ""
 
     # Sources
     source: SourceName = "synthetic"
