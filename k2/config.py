@@ -15,7 +15,7 @@ import msgspec
 
 ENV_PREFIX = "K2_"
 
-SourceName = Literal["synthetic", "file", "kafka"]
+SourceName = Literal["auto", "synthetic", "file", "kafka"]
 
 
 class ConfigError(ValueError):
@@ -36,7 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_region: str = ""
 
     # Sources
-    source: SourceName = "synthetic"
+    source: SourceName = "auto"  # auto: Kafka when K2_KAFKA_BOOTSTRAP is set, else the synthetic feed
     input_file: str = ""  # one message per line, for source=file
     input_kind: Literal["trade", "quote"] = "trade"  # what the file's messages are
     kafka_bootstrap: str = ""
@@ -76,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     query_max_rows: int = 100_000  # the largest page or bar count one request may ask for
 
     def __post_init__(self) -> None:
+        if self.source == "auto":
+            msgspec.structs.force_setattr(self, "source", "kafka" if self.kafka_bootstrap else "synthetic")
         problems = []
         for name in (
             "batch_size",

@@ -10,6 +10,11 @@ def test_defaults_work_on_a_fresh_machine(tmp_path):
     assert settings.namespace == "market_data" and settings.source == "synthetic"
 
 
+def test_kafka_is_the_source_once_a_broker_is_configured():
+    assert load_settings({"K2_KAFKA_BOOTSTRAP": "broker:9092"}).source == "kafka"
+    assert load_settings({"K2_KAFKA_BOOTSTRAP": "broker:9092", "K2_SOURCE": "synthetic"}).source == "synthetic"
+
+
 def test_environment_strings_become_typed_values():
     settings = load_settings(
         {
