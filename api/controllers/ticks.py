@@ -1,7 +1,5 @@
 """`/v1/trades` and `/v1/quotes`: rows in a time range, paged by cursor, pinned to one snapshot."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import msgspec
@@ -31,33 +29,12 @@ Cursor = Annotated[str | None, Parameter(description="`meta.next_cursor` of the 
 Fields = Annotated[str | None, Parameter(description="comma-separated columns to return (default: all)")]
 
 
-def _ticks(name: str, page_type: type, row_type: type, request: Request, engine: Engine, **query) -> Response:
-    fmt = negotiate(request, query.pop("format"))
-    start, end = time_range(query.pop("start"), query.pop("end"))
-    page = ticks_between(
-        engine,
-        name,
-        symbols=parse_list(query.pop("symbol")),
-        start=start,
-        end=end,
-        fields=parse_fields(query.pop("fields"), FIELDS[name]),
-        as_of=as_of_time(query.pop("as_of")),
-        **query,
-    )
-    info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
-    body = None
-    if fmt == "json":
-        body = page_type(data=msgspec.convert(python_rows(page.rows), list[row_type]), meta=info)
-    return respond(fmt, page.rows, body, info)
+def tick_controller(name: str, page_type: type, row_type: type, summary: str, description: str) -> type[Controller]:
+    """The controller of one tick table: both tables take the same parameters and page the same way."""
 
-
-class TradesController(Controller):
-    path = "/trades"
-    tags = ("ticks",)
-
-    @get(sync_to_thread=True, summary="Trades in a time range")
-    def trades(
-        self,
+    @get(sync_to_thread=True, summary=summary, description=description, name=name)
+    def handler(
+        self: Controller,
         request: Request,
         engine: Engine,
         symbol: Symbols = None,
@@ -70,62 +47,42 @@ class TradesController(Controller):
         snapshot_id: SnapshotId = None,
         as_of: AsOf = None,
         format: Format = None,
-    ) -> Response[TradesPage]:
-        """Oldest first. Follow `meta.next_cursor` for the next page: every page reads the same snapshot."""
-        return _ticks(
-            TRADES,
-            TradesPage,
-            TradeRow,
-            request,
+    ) -> Response[page_type]:  # type: ignore[valid-type]  (evaluated now: this module has no lazy annotations)
+        fmt = negotiate(request, format)
+        lo, hi = time_range(start, end)
+        page = ticks_between(
             engine,
-            symbol=symbol,
+            name,
+            symbols=parse_list(symbol),
             exchange=exchange,
-            start=start,
-            end=end,
+            start=lo,
+            end=hi,
             limit=limit,
             cursor=cursor,
-            fields=fields,
+            fields=parse_fields(fields, FIELDS[name]),
             snapshot_id=snapshot_id,
-            as_of=as_of,
-            format=format,
+            as_of=as_of_time(as_of),
         )
+        info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
+        body = None
+        if fmt == "json":
+            body = page_type(data=msgspec.convert(python_rows(page.rows), list[row_type]), meta=info)
+        return respond(fmt, page.rows, body, info)
+
+    return type(f"{name.title()}Controller", (Controller,), {"path": f"/{name}", "tags": ("ticks",), name: handler})
 
 
-class QuotesController(Controller):
-    path = "/quotes"
-    tags = ("ticks",)
-
-    @get(sync_to_thread=True, summary="Quotes in a time range")
-    def quotes(
-        self,
-        request: Request,
-        engine: Engine,
-        symbol: Symbols = None,
-        exchange: Exchange = None,
-        start: Start = None,
-        end: End = None,
-        limit: Limit = 1_000,
-        cursor: Cursor = None,
-        fields: Fields = None,
-        snapshot_id: SnapshotId = None,
-        as_of: AsOf = None,
-        format: Format = None,
-    ) -> Response[QuotesPage]:
-        """Oldest first; one-sided quotes have null sides, crossed ones are flagged."""
-        return _ticks(
-            QUOTES,
-            QuotesPage,
-            QuoteRow,
-            request,
-            engine,
-            symbol=symbol,
-            exchange=exchange,
-            start=start,
-            end=end,
-            limit=limit,
-            cursor=cursor,
-            fields=fields,
-            snapshot_id=snapshot_id,
-            as_of=as_of,
-            format=format,
-        )
+TradesController = tick_controller(
+    TRADES,
+    TradesPage,
+    TradeRow,
+    "Trades in a time range",
+    "Oldest first. Follow `meta.next_cursor` for the next page: every page reads the same snapshot.",
+)
+QuotesController = tick_controller(
+    QUOTES,
+    QuotesPage,
+    QuoteRow,
+    "Quotes in a time range",
+    "Oldest first; one-sided quotes have null sides, crossed ones are flagged. Pages as /v1/trades.",
+)
