@@ -29,11 +29,11 @@ class _TickRow(msgspec.Struct, omit_defaults=True):
     symbol: str | UnsetType = UNSET
     asset_class: str | UnsetType = UNSET
     timestamp: datetime | UnsetType = UNSET
-    ingestion_timestamp: datetime | None | UnsetType = UNSET
+    ingestion_timestamp: datetime | UnsetType | None = UNSET
     currency: str | UnsetType = UNSET
-    source_sequence: int | None | UnsetType = UNSET
-    message_id: str | None | UnsetType = UNSET
-    vendor_data: dict[str, str | None] | None | UnsetType = UNSET
+    source_sequence: int | UnsetType | None = UNSET
+    message_id: str | UnsetType | None = UNSET
+    vendor_data: dict[str, str | None] | UnsetType | None = UNSET
     source_topic: str | UnsetType = UNSET
     source_partition: int | UnsetType = UNSET
     source_offset: int | UnsetType = UNSET
@@ -44,15 +44,15 @@ class TradeRow(_TickRow):
     price: Decimal | UnsetType = UNSET
     quantity: Decimal | UnsetType = UNSET
     side: str | UnsetType = UNSET
-    trade_conditions: list[str | None] | None | UnsetType = UNSET
+    trade_conditions: list[str | None] | UnsetType | None = UNSET
 
 
 class QuoteRow(_TickRow):
     quote_id: str | UnsetType = UNSET
-    bid_price: Decimal | None | UnsetType = UNSET
-    bid_quantity: Decimal | None | UnsetType = UNSET
-    ask_price: Decimal | None | UnsetType = UNSET
-    ask_quantity: Decimal | None | UnsetType = UNSET
+    bid_price: Decimal | UnsetType | None = UNSET
+    bid_quantity: Decimal | UnsetType | None = UNSET
+    ask_price: Decimal | UnsetType | None = UNSET
+    ask_quantity: Decimal | UnsetType | None = UNSET
     one_sided: bool | UnsetType = UNSET
     crossed: bool | UnsetType = UNSET
 
