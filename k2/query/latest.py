@@ -37,30 +37,53 @@ class LatestIndex:
         self._pinned: OrderedDict[int, pa.Table] = OrderedDict()
         self._max_pinned = pinned
         self._lock = threading.Lock()
+        # One build at a time: requests that arrive while the index is being built (a service start, a new
+        # snapshot) wait for that build and take its result, instead of each scanning the table again.
+        self._build_lock = threading.Lock()
+        self._empty: tuple[object, pa.Table] | None = None  # the (typed, empty) state of a table with no snapshot
 
     def state(self, engine: QueryEngine, snapshot_id: int | None = None, as_of: int | None = None) -> pa.Table:
         table, plan = engine.plan(self.name, snapshot_id=snapshot_id, as_of=as_of)
         if plan.snapshot_id is None or table is None:
-            return self._fold(engine, Scan(self.name, table, plan, []))
+            return self._empty_state(engine, table, plan)
         current = table.current_snapshot()
         is_current = current is not None and current.snapshot_id == plan.snapshot_id
+        cached, _ = self._lookup(plan)
+        if cached is not None:
+            return cached
+        with self._build_lock:
+            cached, known = self._lookup(plan)
+            if cached is not None:
+                return cached
+            state = self._advance(engine, table, plan, known) if is_current else None
+            if state is None:
+                state = self._fold(engine, Scan(self.name, table, plan, list(plan.files)))
+            with self._lock:
+                if is_current:
+                    if self._current is None or (self._current[0].committed_at_ms or 0) <= (plan.committed_at_ms or 0):
+                        self._current = (plan, state)
+                else:
+                    self._pinned[plan.snapshot_id] = state
+                    while len(self._pinned) > self._max_pinned:
+                        self._pinned.popitem(last=False)
+        return state
+
+    def _lookup(self, plan: TablePlan) -> tuple[pa.Table | None, tuple[TablePlan, pa.Table] | None]:
+        """The state kept for `plan`'s snapshot (None: not kept), and the current state to advance from."""
         with self._lock:
             known = self._current
             if known is not None and known[0].snapshot_id == plan.snapshot_id:
-                return known[1]
-            if plan.snapshot_id in self._pinned:
-                return self._pinned[plan.snapshot_id]
-        state = self._advance(engine, table, plan, known) if is_current else None
-        if state is None:
-            state = self._fold(engine, Scan(self.name, table, plan, list(plan.files)))
-        with self._lock:
-            if is_current:
-                if self._current is None or (self._current[0].committed_at_ms or 0) <= (plan.committed_at_ms or 0):
-                    self._current = (plan, state)
-            else:
-                self._pinned[plan.snapshot_id] = state
-                while len(self._pinned) > self._max_pinned:
-                    self._pinned.popitem(last=False)
+                return known[1], known
+            return self._pinned.get(plan.snapshot_id), known  # type: ignore[arg-type]
+
+    def _empty_state(self, engine: QueryEngine, table, plan: TablePlan) -> pa.Table:
+        """No snapshot yet: an empty state typed by the table's schema, made once per schema (not per request)."""
+        key = None if table is None else (table.metadata.table_uuid, table.schema().schema_id)
+        empty = self._empty
+        if empty is not None and empty[0] == key:
+            return empty[1]
+        state = self._fold(engine, Scan(self.name, table, plan, []))
+        self._empty = (key, state)
         return state
 
     def _advance(self, engine: QueryEngine, table, plan: TablePlan, known) -> pa.Table | None:
