@@ -10,7 +10,7 @@ export K2_DATA_DIR ?= $(CURDIR)/.k2
 help:
 	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
 	@echo "make test   - install and run every CI suite (unit, integration, ...), coverage gates, lint"
-	@echo "make bench  - full benchmarks (1,000,000 messages), report under benchmarks/reports/"
+	@echo "make bench  - full benchmarks (1M-message ingest, Kafka ingest, 30M-row query suite), reports in benchmarks/reports/"
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -45,6 +45,7 @@ test-rest:
 bench: install kafka-fetch
 	$(RUN) python benchmarks/ingest.py
 	$(RUN) python benchmarks/kafka_ingest.py
+	$(RUN) python benchmarks/query.py
 
 bench-ci:
 	$(RUN) python benchmarks/ingest.py --messages 20000 --rounds 1 --out $(REPORTS)/ingest-ci.json
