@@ -7,10 +7,12 @@ seconds. These steps snapshot their state as msgpack bytes instead (one C-level 
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 from bytewax.operators import StatefulLogic
 
 from k2.batch import IngestBatch
@@ -59,10 +61,17 @@ def dedupe(settings: Settings) -> Callable[[bytes | None], StatefulLogic]:
 
 
 def tune_gc() -> None:
-    """Collect rarely: the flow allocates millions of short-lived objects and holds no cycles worth chasing.
+    """Process settings for the flow (called once at its start).
 
+    Collect rarely: the flow allocates millions of short-lived objects and holds no cycles worth chasing.
     Measured here: decoding with default thresholds spent ~half its time in the young-generation collector.
+
+    Arrow allocates through the system allocator unless `ARROW_DEFAULT_MEMORY_POOL` says otherwise: the flow
+    allocates and frees tens of MiB of Arrow buffers per commit, and mimalloc (pyarrow's default) keeps them;
+    measured on the Kafka benchmark: peak RSS 449 -> 367 MiB, no slower.
     """
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())

@@ -1,6 +1,9 @@
 """The commit protocol on a real temp warehouse: seams, the re-send filter, exact counts, heartbeats."""
 
+import threading
+
 import pyarrow as pa
+import pytest
 
 from k2.catalog import TRADES, open_catalog
 from k2.columnar import to_arrow
@@ -78,3 +81,71 @@ def test_resume_takes_the_lowest_seam(settings):
     w.commit(side_tables=False)  # only the data table moves
     assert resume_offsets(w.tables) == {"market.trades/0": 0}
     w.close()
+
+
+def _held_writer(settings, gate, crash: bool):
+    """A writer whose committer waits for `gate`, then commits (or dies, like a process killed mid-commit)."""
+    w = writer(settings, commit_interval_seconds=3600)
+    commit_tables = w._commit_tables
+
+    def held(jobs):
+        gate.wait(10)
+        if crash:
+            raise RuntimeError("killed before the commit")
+        commit_tables(jobs)
+
+    w._commit_tables = held
+    return w
+
+
+def test_an_epoch_ends_without_waiting_and_its_state_commits_what_was_lost(settings):
+    gate = threading.Event()
+    first = _held_writer(settings, gate, crash=True)
+    first.write(arrow_batch(0, 10, duplicate_every=4))
+    first.commit(wait=False)  # what Bytewax's snapshot does: hand over, do not wait
+    state = first.pending_state()
+    assert state is not None
+    gate.set()
+    first._committer.shutdown(wait=True)
+    second = writer(settings)
+    assert second.seams[TRADES] == {}
+    second.recover(state)
+    second.write(arrow_batch(5, 10))  # the source resumes after the epoch; what it re-sends is filtered
+    second.close()
+    table = second.tables[TRADES]
+    assert sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist()) == [
+        o for o in range(15) if o not in (4, 8)
+    ]
+    assert summed_property(table, "k2.messages") == {"market.trades/0": 15}
+    assert summed_property(table, "k2.duplicates") == {"market.trades/0": 2}
+
+
+def test_a_recovered_state_never_commits_twice(settings):
+    gate = threading.Event()
+    first = _held_writer(settings, gate, crash=False)
+    first.write(arrow_batch(0, 10))
+    first.commit(wait=False)
+    state = first.pending_state()
+    gate.set()
+    first.close()  # the commit did land before the "crash"
+    assert first.pending_state() is None
+    second = writer(settings)
+    second.recover(state)
+    second.close()
+    table = second.tables[TRADES]
+    assert sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist()) == list(range(10))
+    assert summed_property(table, "k2.messages") == {"market.trades/0": 10}
+
+
+def test_no_commit_runs_after_a_failed_one(settings):
+    gate = threading.Event()
+    w = _held_writer(settings, gate, crash=True)
+    w.write(arrow_batch(0, 5))
+    w.commit(wait=False)
+    w.write(arrow_batch(5, 5))
+    w.commit(wait=False)  # queued behind the failing one
+    gate.set()
+    with pytest.raises(RuntimeError):
+        w.commit()
+    w._committer.shutdown(wait=True)
+    assert committed_offsets(w.tables[TRADES].refresh()) == {}
