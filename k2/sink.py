@@ -199,9 +199,10 @@ class IcebergWriter:
             self._committer.shutdown(wait=True)
 
     def end_epoch(self) -> bytes | None:
-        """At a Bytewax epoch end: hand everything over without waiting, and return what may not be in Iceberg."""
+        """At a Bytewax epoch end: hand the data tables over without waiting, and return what may not be in Iceberg
+        (see `pending_state`). Side tables keep their own cadence: their buffered rows ride in the state."""
         self._epoch_ends = [*self._epoch_ends[-1:], self._clock()]
-        self.commit(wait=False)
+        self.commit(side_tables=False, wait=False)
         return self.pending_state()
 
     def _epoch_end_near(self, now: float) -> bool:
@@ -214,32 +215,54 @@ class IcebergWriter:
         return 0 <= due_in <= EPOCH_END_SLACK * self.commit_interval_seconds
 
     def pending_state(self) -> bytes | None:
-        """What was handed to the committer and may not be in Iceberg yet, as bytes (None when nothing is).
+        """What this writer holds that may not be in Iceberg yet, as bytes (None when nothing is): the commits
+        handed to the committer and not known done, the side tables' buffered rows and the positions reached.
 
         Bytewax keeps this as the sink's snapshot, so an epoch can end without waiting for its commit: a restart
-        from that epoch hands the bytes to `recover`, which commits whatever Iceberg does not hold yet.
+        from that epoch hands the bytes to `recover`. Call it right after a commit that took the data tables.
         """
         self._reap()
-        entries = [
-            [name, seam, {key: list(count) for key, count in counts.items()}, _ipc(name, parts)]
+        commits = [
+            (name, seam, {key: list(count) for key, count in counts.items()}, _ipc(name, parts))
             for _, jobs in self._inflight
             for name, parts, seam, counts in jobs
         ]
-        return _encode_state(entries) if entries else None
+        side_rows = [(name, _ipc(name, self._buffers[name])) for name in SIDE_TABLES if self._buffers[name]]
+        if not (commits or side_rows):
+            return None
+        return _encode_state(_PendingState(commits, side_rows, dict(self._positions)))
 
     def recover(self, state: bytes) -> None:
-        """Commit, in their order, the pending commits of a snapshot that Iceberg does not hold yet.
+        """Take back a snapshot's pending work: commit, in their order, the commits Iceberg does not hold yet, then
+        buffer the side tables' rows that no later commit took, with the positions they were buffered at.
 
         A table's commits land in order and each is atomic, so one is in Iceberg exactly when the table's seam
-        has reached its seam (seams never go back, and every commit with rows or counts moves its seam).
+        has reached its seam (seams never go back, and every commit with rows or counts moves its seam). A side
+        table commit takes all its buffered rows, so a partition's buffered rows were committed exactly when the
+        table's seam for it has reached the position recorded with them.
         """
-        for name, seam, counts, data in _decode_state(state):
+        pending = _decode_state(state)
+        for name, seam, counts, data in pending.commits:
             current = self.seams[name]
             if all(current.get(key, 0) >= offset for key, offset in seam.items()):
                 continue
             table = pa.ipc.open_stream(data).read_all()
             self.commits.append(self._commit_table(name, [table], seam, {k: tuple(c) for k, c in counts.items()}))
             self.seams[name] = seam
+        for name, data in pending.side_rows:
+            table, seam = pa.ipc.open_stream(data).read_all(), self.seams[name]
+            keys = [
+                position_key(topic, partition)
+                for topic, partition in zip(
+                    table["source_topic"].to_pylist(), table["source_partition"].to_pylist(), strict=True
+                )
+            ]
+            table = table.filter(pa.array([seam.get(k, 0) < pending.positions.get(k, 0) for k in keys]))
+            if table.num_rows:
+                self._buffers[name].append(table)
+                self._buffered_rows += table.num_rows
+        for key, offset in pending.positions.items():
+            self._positions[key] = max(self._positions.get(key, 0), offset)
 
     def _reap(self) -> None:
         """Forget the commits that are done; raise if any failed."""
@@ -311,8 +334,14 @@ def _ipc(name: str, parts: list[pa.Table]) -> memoryview:
     return memoryview(sink.getvalue())  # type: ignore[return-value]  # msgpack takes it as bytes, one copy less
 
 
+class _PendingState(msgspec.Struct, array_like=True):
+    commits: list[tuple[str, dict[str, int], dict[str, list[int]], bytes]]  # table, seam, counts, Arrow IPC
+    side_rows: list[tuple[str, bytes]]  # side table, Arrow IPC of its buffered rows
+    positions: dict[str, int]  # next offset reached per partition
+
+
 _encode_state = msgspec.msgpack.Encoder().encode
-_decode_state = msgspec.msgpack.Decoder(list[tuple[str, dict[str, int], dict[str, list[int]], bytes]]).decode
+_decode_state = msgspec.msgpack.Decoder(_PendingState).decode
 
 
 class _Transaction(Transaction):

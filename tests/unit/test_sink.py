@@ -5,7 +5,7 @@ import threading
 import pyarrow as pa
 import pytest
 
-from k2.catalog import TRADES, open_catalog
+from k2.catalog import DEAD_LETTERS, TRADES, open_catalog
 from k2.columnar import to_arrow
 from k2.dedupe import Deduper
 from k2.sequence import SequenceTracker
@@ -149,3 +149,32 @@ def test_no_commit_runs_after_a_failed_one(settings):
         w.commit()
     w._committer.shutdown(wait=True)
     assert committed_offsets(w.tables[TRADES].refresh()) == {}
+
+
+def _batch_with_dead_letter(start: int, count: int):
+    messages = [trade(trade_id=f"t{o}", source_sequence=o + 1) for o in range(start, start + count)]
+    messages[1] = b"garbage"
+    batch = validate_batch(raw_batch(messages, start=start), "trade", RULES)
+    return to_arrow(Deduper(10**12, 1000).dedupe_batch(SequenceTracker().check_batch(batch)))
+
+
+@pytest.mark.parametrize("side_committed_later", [False, True])
+def test_side_rows_ride_in_the_epoch_state_and_land_once(settings, side_committed_later):
+    gate = threading.Event()
+    first = _held_writer(settings, gate, crash=not side_committed_later)
+    first.write(_batch_with_dead_letter(0, 6))
+    state = first.end_epoch()  # hands the trades over; the dead letter stays buffered (side tables not due)
+    assert state is not None and first._buffers[DEAD_LETTERS]
+    gate.set()
+    if side_committed_later:
+        first.close()  # the side table commit lands before the "crash"
+    else:
+        first._committer.shutdown(wait=True)
+    second = writer(settings)
+    second.recover(state)
+    second.close()
+    dead = read_table(second.tables[DEAD_LETTERS], ["source_offset"])["source_offset"].to_pylist()
+    trades = read_table(second.tables[TRADES], ["source_offset"])["source_offset"].to_pylist()
+    assert dead == [1]
+    assert sorted(trades) == [0, 2, 3, 4, 5]
+    assert committed_offsets(second.tables[DEAD_LETTERS]) == {"market.trades/0": 6}
