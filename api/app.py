@@ -25,8 +25,10 @@ from api.auth import ApiKeys, rate_limit_identity, require_api_key
 from api.controllers.health import HealthController
 from api.controllers.market import AsOfController, BarsController, LatestController, SymbolsController
 from api.controllers.records import DeadLettersController, GapsController, SnapshotsController
+from api.controllers.replay import ReplayController
 from api.controllers.ticks import QuotesController, TradesController
 from k2.config import Settings, load_settings
+from k2.hybrid import start_follower
 from k2.query import LatestIndex, QueryEngine, QueryError, QueryFailed, latest_indexes
 
 OPEN_PATHS = ["/health", "/ready", "/metrics", "/schema"]
@@ -46,12 +48,15 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
         app.state.engine = engine or QueryEngine.from_settings(settings)
         app.state.indexes = latest_indexes()
         # Warm the latest-per-instrument indexes off the request path: the first build scans each table once.
+        follower = start_follower(settings, app.state.engine)
         warming = threading.Thread(target=_warm, args=(app.state.engine, app.state.indexes), daemon=True)
         warming.start()
         try:
             yield
         finally:
             warming.join(timeout=60)  # its DuckDB cursor must be done before the connection closes
+            if follower is not None:
+                follower.stop()
             if owned:
                 app.state.engine.close()
 
@@ -67,6 +72,7 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
             SnapshotsController,
             GapsController,
             DeadLettersController,
+            ReplayController,
         ],
         guards=[require_api_key],
         security=[{"apiKey": []}],

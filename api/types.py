@@ -10,6 +10,16 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 
+class Tail(msgspec.Struct):
+    """The part of a realtime result read from Kafka beyond the snapshot's seam."""
+
+    rows: int
+    offsets: dict[str, tuple[int, int]]  # partition -> [first offset, next offset) read from the tail
+    complete: bool  # False: the tail was capped or still catching up; the newest messages may be missing
+    min_event_time: datetime | None
+    max_event_time: datetime | None
+
+
 class Meta(msgspec.Struct, omit_defaults=True):
     """Freshness of the data behind a response: the snapshot read and how far it reaches."""
 
@@ -20,6 +30,7 @@ class Meta(msgspec.Struct, omit_defaults=True):
     count: int
     offsets: dict[str, int] = {}
     next_cursor: str | None = None
+    tail: Tail | None = None  # freshness=realtime only
 
 
 class _TickRow(msgspec.Struct, omit_defaults=True):

@@ -74,6 +74,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_rate_limit: int = 100  # requests per second per API key; 0 turns the limit off
     query_refresh_seconds: float = 0.5  # how stale the served snapshot may be before the catalog is asked again
     query_max_rows: int = 100_000  # the largest page or bar count one request may ask for
+    realtime_max_messages: int = 500_000  # the Kafka tail held for realtime queries (beyond it, they say incomplete)
 
     def __post_init__(self) -> None:
         if self.source == "auto":
@@ -86,6 +87,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "dedupe_max_keys",
             "synthetic_symbols",
             "query_max_rows",
+            "realtime_max_messages",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")

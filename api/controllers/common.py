@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
+import msgspec
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 
-from api.types import Meta
+from api.types import Meta, Tail
 from k2.query import Freshness, LatestIndex, QueryEngine, parse_time
 
 Engine = NamedDependency[QueryEngine]
@@ -25,6 +26,10 @@ End = Annotated[str | None, Parameter(description="exclusive end, same forms as 
 Limit = Annotated[int, Parameter(ge=1, le=100_000, description="rows per page")]
 SnapshotId = Annotated[int | None, Parameter(description="read this Iceberg snapshot (time travel)")]
 AsOf = Annotated[str | None, Parameter(description="read the newest snapshot committed at or before this time")]
+Fresh = Annotated[
+    Literal["committed", "realtime"],
+    Parameter(description="realtime: also the messages still in Kafka beyond the snapshot's seam, each exactly once"),
+]
 Format = Annotated[str | None, Parameter(description="json (default), csv, parquet or arrow; or send an Accept header")]
 
 
@@ -37,6 +42,7 @@ def meta(freshness: Freshness, count: int, next_cursor: str | None = None) -> Me
         count=count,
         offsets=freshness.offsets,
         next_cursor=next_cursor,
+        tail=None if freshness.tail is None else msgspec.convert(freshness.tail, Tail, from_attributes=True),
     )
 
 

@@ -14,6 +14,7 @@ from api.controllers.common import (
     Engine,
     Exchange,
     Format,
+    Fresh,
     Indexes,
     Limit,
     SnapshotId,
@@ -56,6 +57,7 @@ class BarsController(Controller):
         fill: Annotated[bool, Parameter(description="add empty intervals: previous close, zero volume")] = False,
         snapshot_id: SnapshotId = None,
         as_of: AsOf = None,
+        freshness: Fresh = "committed",
         format: Format = None,
     ) -> Response[BarsPage]:
         """Buckets are cut on the exchange's local clock (a `1d` ASX bar is a Sydney trading day) and reported by
@@ -80,6 +82,7 @@ class BarsController(Controller):
             fill=fill,
             snapshot_id=snapshot_id,
             as_of=as_of_time(as_of),
+            realtime=freshness == "realtime",
         )
         info = meta(page.freshness, page.rows.num_rows)
         body = None
@@ -102,12 +105,18 @@ class LatestController(Controller):
         symbol: Symbols = None,
         exchange: Exchange = None,
         as_of: AsOf = None,
+        freshness: Fresh = "committed",
         format: Format = None,
     ) -> Response[LatestPage]:
         """Kept per snapshot as data lands (no history scan per request)."""
         fmt = negotiate(request, format)
         rows, freshness = latest_by_symbol(
-            engine, indexes, symbols=parse_list(symbol), exchange=exchange, as_of=as_of_time(as_of)
+            engine,
+            indexes,
+            symbols=parse_list(symbol),
+            exchange=exchange,
+            as_of=as_of_time(as_of),
+            realtime=freshness == "realtime",
         )
         trades, quotes = meta(freshness["trades"], rows.num_rows), meta(freshness["quotes"], rows.num_rows)
         body = None

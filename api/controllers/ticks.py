@@ -12,6 +12,7 @@ from api.controllers.common import (
     Engine,
     Exchange,
     Format,
+    Fresh,
     Limit,
     SnapshotId,
     Start,
@@ -46,6 +47,7 @@ def tick_controller(name: str, page_type: type, row_type: type, summary: str, de
         fields: Fields = None,
         snapshot_id: SnapshotId = None,
         as_of: AsOf = None,
+        freshness: Fresh = "committed",
         format: Format = None,
     ) -> Response[page_type]:  # type: ignore[valid-type]  (evaluated now: this module has no lazy annotations)
         fmt = negotiate(request, format)
@@ -62,6 +64,7 @@ def tick_controller(name: str, page_type: type, row_type: type, summary: str, de
             fields=parse_fields(fields, FIELDS[name]),
             snapshot_id=snapshot_id,
             as_of=as_of_time(as_of),
+            realtime=freshness == "realtime",
         )
         info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
         body = None

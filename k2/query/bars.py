@@ -15,7 +15,7 @@ import msgspec
 import pyarrow as pa
 
 from k2.catalog import PRICE, TRADES
-from k2.query.engine import Freshness, QueryEngine, to_micros
+from k2.query.engine import QueryEngine, to_micros
 from k2.query.params import Interval, QueryError
 from k2.query.ticks import Page, where
 
@@ -72,14 +72,23 @@ def bars(
     fill: bool = False,
     snapshot_id: int | None = None,
     as_of: int | None = None,
+    realtime: bool = False,
 ) -> Page:
-    """Bars of one instrument in `[start, end)`; `fill` needs both ends and adds the empty intervals."""
+    """Bars of one instrument in `[start, end)`; `fill` needs both ends and adds the empty intervals;
+    `realtime` includes the Kafka tail above the snapshot's seam."""
     if fill and (start is None or end is None):
         raise QueryError("fill=true needs both start and end")
     if start is not None and end is not None and (end - start) // interval.approx_us > engine.max_rows:
         raise QueryError(f"{interval.text} bars over that range exceed {engine.max_rows}; narrow the range")
     scan = engine.scan(
-        TRADES, symbols=[symbol], exchange=exchange, start=start, end=end, snapshot_id=snapshot_id, as_of=as_of
+        TRADES,
+        symbols=[symbol],
+        exchange=exchange,
+        start=start,
+        end=end,
+        snapshot_id=snapshot_id,
+        as_of=as_of,
+        realtime=realtime,
     )
     params: dict[str, Any] = {"tz": tz, "interval": interval.sql, "limit": engine.max_rows}
     sql = _BARS.format(where=where(scan, params), src="{src}")
@@ -89,7 +98,7 @@ def bars(
     else:
         sql += _PLAIN
     rows = engine.execute(sql, params, {"src": scan})
-    return Page(_with_vwap(rows), Freshness.of(scan.plan))
+    return Page(_with_vwap(rows), scan.freshness)
 
 
 def _close_before(engine: QueryEngine, symbol: str, exchange: str, start: int, snapshot_id: int | None) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, GreaterThanOrEqual, In, LessThan
@@ -40,6 +41,36 @@ def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
+class TailSlice(msgspec.Struct, frozen=True):
+    """Rows of one table not yet in Iceberg: the Kafka tail above a snapshot's seam (see `k2.hybrid`)."""
+
+    table: str
+    rows: pa.Table
+    offsets: dict[str, tuple[int, int]]  # partition -> [seam, position read): where the tail rows come from
+    complete: bool  # the tail reached every partition's high watermark as seen when the query began
+
+
+class TailInfo(msgspec.Struct, frozen=True):
+    """The tail's part of a result, as a response reports it."""
+
+    rows: int
+    offsets: dict[str, tuple[int, int]]
+    complete: bool
+    min_event_time: datetime | None
+    max_event_time: datetime | None
+
+    @classmethod
+    def of(cls, tail: TailSlice) -> TailInfo:
+        times = tail.rows.column("timestamp") if tail.rows.num_rows else None
+        return cls(
+            rows=tail.rows.num_rows,
+            offsets=tail.offsets,
+            complete=tail.complete,
+            min_event_time=None if times is None else pc.min(times).as_py(),
+            max_event_time=None if times is None else pc.max(times).as_py(),
+        )
+
+
 class Freshness(msgspec.Struct, frozen=True):
     """What a result reflects: the snapshot read, when it was committed, and the newest event time it covers."""
 
@@ -48,15 +79,17 @@ class Freshness(msgspec.Struct, frozen=True):
     committed_at: datetime | None
     max_event_time: datetime | None
     offsets: dict[str, int]  # the Kafka seam of that snapshot: `<topic>/<partition>` -> next offset
+    tail: TailInfo | None = None  # realtime reads: what came from Kafka beyond the seam
 
     @classmethod
-    def of(cls, plan: TablePlan) -> Freshness:
+    def of(cls, plan: TablePlan, tail: TailSlice | None = None) -> Freshness:
         return cls(
             table=plan.table,
             snapshot_id=plan.snapshot_id,
             committed_at=None if plan.committed_at_ms is None else to_datetime(plan.committed_at_ms * 1000),
             max_event_time=None if plan.max_event_time is None else to_datetime(plan.max_event_time),
             offsets=plan.offsets,
+            tail=None if tail is None else TailInfo.of(tail),
         )
 
 
@@ -71,6 +104,11 @@ class Scan(msgspec.Struct, frozen=True, gc=False):
     exchange: str | None = None
     start: int | None = None
     end: int | None = None
+    tail: TailSlice | None = None  # realtime: rows above the snapshot's seam, read with the snapshot's rows
+
+    @property
+    def freshness(self) -> Freshness:
+        return Freshness.of(self.plan, self.tail)
 
 
 class QueryEngine:
@@ -98,6 +136,8 @@ class QueryEngine:
         self._planners = {name: Planner(column) for name, column in TIME_COLUMN.items()}
         self._tables: dict[str, tuple[float, Table | None]] = {}
         self._lock = threading.Lock()
+        # Set by whoever runs a Kafka tail follower (the API, when a broker is configured): realtime reads.
+        self.tail_source: Callable[[str, dict[str, int]], TailSlice] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryEngine:
@@ -169,10 +209,17 @@ class QueryEngine:
         end: int | None = None,
         snapshot_id: int | None = None,
         as_of: int | None = None,
+        realtime: bool = False,
     ) -> Scan:
+        """The files of a snapshot that may hold the rows; `realtime` adds the Kafka tail above its seam."""
+        if realtime and (snapshot_id is not None or as_of is not None):
+            raise QueryError("freshness=realtime reads the newest data; it cannot be pinned to a snapshot")
+        if realtime and self.tail_source is None:
+            raise QueryError("freshness=realtime needs a Kafka broker (K2_KAFKA_BOOTSTRAP) behind this service")
         table, plan = self.plan(name, snapshot_id=snapshot_id, as_of=as_of)
         files = plan.prune(symbols, start, end)
-        return Scan(name, table, plan, files, tuple(symbols) if symbols else None, exchange, start, end)
+        tail = self.tail_source(name, plan.offsets) if realtime and self.tail_source else None
+        return Scan(name, table, plan, files, tuple(symbols) if symbols else None, exchange, start, end, tail)
 
     # --- execution -------------------------------------------------------------------------------------------
 
@@ -206,6 +253,17 @@ class QueryEngine:
         return cursor
 
     def _source(
+        self, cursor: duckdb.DuckDBPyConnection, alias: str, scan: Scan, params: dict[str, Any], registered: list[str]
+    ) -> str:
+        committed = self._committed_source(cursor, alias, scan, params, registered)
+        if scan.tail is None or not scan.tail.rows.num_rows:
+            return committed
+        view = f"tail_{alias}"
+        cursor.register(view, scan.tail.rows)
+        registered.append(view)
+        return f"(SELECT * FROM {committed} UNION ALL BY NAME SELECT * FROM {view})"
+
+    def _committed_source(
         self, cursor: duckdb.DuckDBPyConnection, alias: str, scan: Scan, params: dict[str, Any], registered: list[str]
     ) -> str:
         if scan.files and not scan.plan.has_deletes and all(_local(f.path) for f in scan.files):

@@ -27,6 +27,16 @@ _FOLD = (
     " min(first_time) AS first_time, sum(rows)::BIGINT AS rows FROM {parts} GROUP BY exchange, symbol"
 )
 
+_FOLD_ROWS = (
+    f"SELECT exchange, symbol, arg_max(r, {_KEY}) AS latest, min(r.timestamp) AS first_time,"
+    " count(*)::BIGINT AS rows FROM {src} AS r GROUP BY exchange, symbol"
+)
+
+
+def _merge(engine: QueryEngine, state: pa.Table, partial: pa.Table) -> pa.Table:
+    both = "(SELECT * FROM {old} UNION ALL SELECT * FROM {new})"
+    return engine.execute(_FOLD.format(parts=both), {}, {}, arrows={"old": state, "new": partial})
+
 
 class LatestIndex:
     """Per instrument of one table: the newest row (a struct), first event time and row count."""
@@ -97,16 +107,14 @@ class LatestIndex:
         added = [f for f in plan.files if f.path not in before]
         if not added:
             return known[1]
-        partial = self._fold(engine, Scan(self.name, table, plan, added))
-        both = "(SELECT * FROM {old} UNION ALL SELECT * FROM {new})"
-        return engine.execute(_FOLD.format(parts=both), {}, {}, arrows={"old": known[1], "new": partial})
+        return _merge(engine, known[1], self._fold(engine, Scan(self.name, table, plan, added)))
+
+    def fold_rows(self, engine: QueryEngine, state: pa.Table, rows: pa.Table) -> pa.Table:
+        """`state` with `rows` (same columns as the table) folded in; neither is kept."""
+        return _merge(engine, state, engine.execute(_FOLD_ROWS, {}, {}, arrows={"src": rows}))
 
     def _fold(self, engine: QueryEngine, scan: Scan) -> pa.Table:
-        sql = (
-            f"SELECT exchange, symbol, arg_max(r, {_KEY}) AS latest, min(r.timestamp) AS first_time,"
-            " count(*)::BIGINT AS rows FROM {src} AS r GROUP BY exchange, symbol"
-        )
-        return engine.execute(sql, {}, {"src": scan})
+        return engine.execute(_FOLD_ROWS, {}, {"src": scan})
 
 
 def latest_indexes() -> dict[str, LatestIndex]:
@@ -121,13 +129,18 @@ def latest_by_symbol(
     exchange: str | None = None,
     snapshot_ids: dict[str, int] | None = None,
     as_of: int | None = None,
+    realtime: bool = False,
 ) -> tuple[pa.Table, dict[str, Freshness]]:
-    """One row per instrument: its newest trade and newest quote (structs, null when it has none)."""
+    """One row per instrument: its newest trade and newest quote (structs, null when it has none); `realtime`
+    folds in the Kafka tail above the snapshot's seam."""
     states, freshness = {}, {}
     for name in (TRADES, QUOTES):
-        snapshot_id = (snapshot_ids or {}).get(name)
-        states[name] = indexes[name].state(engine, snapshot_id=snapshot_id, as_of=as_of)
-        freshness[name] = Freshness.of(engine.plan(name, snapshot_id=snapshot_id, as_of=as_of)[1])
+        # One snapshot per table: its kept state, and (realtime) the tail above exactly its seam.
+        scan = engine.scan(name, snapshot_id=(snapshot_ids or {}).get(name), as_of=as_of, realtime=realtime)
+        states[name] = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
+        if scan.tail is not None and scan.tail.rows.num_rows:
+            states[name] = indexes[name].fold_rows(engine, states[name], scan.tail.rows)
+        freshness[name] = scan.freshness
     params: dict[str, Any] = {}
     clauses = []
     if symbols:

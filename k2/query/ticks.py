@@ -64,21 +64,32 @@ def ticks_between(
     fields: Sequence[str] | None = None,
     snapshot_id: int | None = None,
     as_of: int | None = None,
+    realtime: bool = False,
 ) -> Page:
-    """Rows of `trades` or `quotes` in `[start, end)`, oldest first, at most `limit` per page."""
+    """Rows of `trades` or `quotes` in `[start, end)`, oldest first, at most `limit` per page; `realtime` adds
+    the Kafka tail above the snapshot's seam (each message once, from one side or the other)."""
     if name not in FIELDS:
         raise QueryError(f"{name} is not a tick table")
     if not 1 <= limit <= engine.max_rows:
         raise QueryError(f"limit must be between 1 and {engine.max_rows}")
     after = Cursor.decode(cursor) if cursor else None
+    if after is not None and realtime:
+        raise QueryError("cursor pages read one committed snapshot; drop freshness=realtime to page")
     if after is not None:
         snapshot_id, as_of = after.snapshot_id, None  # every page of a walk reads the same snapshot
     scan = engine.scan(
-        name, symbols=symbols, exchange=exchange, start=start, end=end, snapshot_id=snapshot_id, as_of=as_of
+        name,
+        symbols=symbols,
+        exchange=exchange,
+        start=start,
+        end=end,
+        snapshot_id=snapshot_id,
+        as_of=as_of,
+        realtime=realtime,
     )
-    freshness = Freshness.of(scan.plan)
+    freshness = scan.freshness
     selected = list(fields) if fields else list(FIELDS[name])
-    if scan.plan.snapshot_id is None:
+    if scan.plan.snapshot_id is None and scan.tail is None:
         return Page(_empty(name, selected), freshness)
     params: dict[str, Any] = {"limit": limit + 1}
     clause = where(scan, params)
@@ -93,8 +104,10 @@ def ticks_between(
     sql = f"SELECT {columns(wanted)} FROM {{src}} WHERE {clause} ORDER BY {columns(ORDER)} LIMIT $limit"
     rows = engine.execute(sql, params, {"src": scan})
     next_cursor = None
-    if rows.num_rows > limit:
+    more = rows.num_rows > limit
+    if more:
         rows = rows.slice(0, limit)
+    if more and not realtime:  # a realtime page is not pinned to anything a cursor could name
         last = {column: rows.column(column)[limit - 1] for column in ORDER}
         next_cursor = Cursor(
             snapshot_id=scan.plan.snapshot_id,

@@ -1,0 +1,252 @@
+"""Fresh data and history as one: the Kafka tail beyond an Iceberg snapshot's seam, processed like the flow.
+
+A `TailFollower` keeps one warm consumer on every partition of the trades and quotes topics (assigned, never a
+consumer group, nothing committed to the cluster). It starts a warm-up window below the committed seams and runs
+every message through the flow's own steps — `validate_batch`, `SequenceTracker`, `Deduper`, `to_arrow` — so its
+sequence and dedupe state at any offset is what the flow's is. It keeps the clean rows at or above the newest seam
+it has been shown, at most `max_messages` of them.
+
+A realtime query pins one Iceberg snapshot and asks for the rows at or above *that snapshot's* seam: below it
+every message is in Iceberg, at and above it only in the tail. A commit landing during the query changes neither
+side, so each message is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from k2.batch import RawBatch, position_key
+from k2.catalog import QUOTES, TABLE_FOR_KIND, TRADES
+from k2.columnar import ARROW_SCHEMAS, to_arrow
+from k2.config import Settings
+from k2.dedupe import Deduper
+from k2.kafka import partitions_of
+from k2.query.engine import QueryEngine, TailSlice
+from k2.sequence import SequenceTracker
+from k2.sources import kind_for_topic
+from k2.validate import Rules, validate_batch
+
+log = logging.getLogger(__name__)
+
+
+def committed_seams(engine: QueryEngine) -> dict[str, int]:
+    """Per partition, the lower of the trades and quotes tables' seams: where the tail of either begins."""
+    seams = [engine.plan(table)[1].offsets for table in (TRADES, QUOTES)]
+    keys = set().union(*seams)
+    return {key: min(seam.get(key, 0) for seam in seams) for key in keys}
+
+
+def start_follower(settings: Settings, engine: QueryEngine) -> TailFollower | None:
+    """Follow the topics for realtime reads and hand the tail to `engine`; None (logged) when Kafka is not
+    reachable or the topics do not exist yet: realtime reads then answer that they are unavailable."""
+    if not settings.kafka_bootstrap:
+        return None
+    try:
+        follower = TailFollower(
+            settings, lambda: committed_seams(engine), max_messages=settings.realtime_max_messages
+        ).start()
+    except Exception:
+        log.exception("realtime reads are off: the Kafka tail cannot be followed")
+        return None
+    engine.tail_source = follower.tail
+    return follower
+
+
+class PartitionPipeline:
+    """One source partition through the flow's steps, in the flow's order, with the flow's state."""
+
+    def __init__(self, settings: Settings, topic: str):
+        self.kind = kind_for_topic(topic, settings)
+        self.table = TABLE_FOR_KIND[self.kind]
+        self.rules = Rules.from_settings(settings)
+        self.tracker = SequenceTracker(settings.reset_floor, settings.session_gap_us, settings.max_gap_ranges)
+        self.deduper = Deduper(settings.dedupe_horizon_us, settings.dedupe_max_keys)
+
+    def process(self, raw: RawBatch) -> pa.Table | None:
+        batch = self.deduper.dedupe_batch(self.tracker.check_batch(validate_batch(raw, self.kind, self.rules)))
+        return to_arrow(batch).tables.get(self.table)
+
+
+class TailFollower:
+    """A background consumer that keeps the flow-processed tail of every trades and quotes partition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        seams: Callable[[], dict[str, int]],
+        *,
+        max_messages: int = 500_000,
+        warmup_messages: int | None = None,
+        poll_seconds: float = 0.05,
+    ):
+        self.settings = settings
+        self._seams = seams
+        self.max_messages = max_messages
+        self.warmup = settings.resume_warmup_messages if warmup_messages is None else warmup_messages
+        self.poll_seconds = poll_seconds
+        self._lock = threading.Condition()
+        self._buffers: dict[str, list[pa.Table]] = {}
+        self._position: dict[str, int] = {}
+        self._floor: dict[str, int] = {}  # the newest seam seen: rows below it are in Iceberg for every query
+        self._buffered = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> TailFollower:
+        topics = [self.settings.trades_topic, self.settings.quotes_topic]
+        self._partitions = partitions_of(self.settings.kafka_bootstrap, topics)
+        self._pipelines = {position_key(t, p): PartitionPipeline(self.settings, t) for t, p in self._partitions}
+        # Watermarks are asked on the query's thread with a consumer of their own (never the follower's).
+        self._marks_consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "k2-marks"})
+        self._marks_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="k2-tail", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._marks_consumer.close()
+
+    def high_watermarks(self, table: str) -> dict[str, int]:
+        """Each partition's end now (a broker round trip per partition of the table)."""
+        with self._marks_lock:
+            return {
+                key: self._marks_consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
+                for (topic, partition), key in ((tp, position_key(*tp)) for tp in self._partitions)
+                if self._pipelines[key].table == table
+            }
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    def tail(self, table: str, seam: dict[str, int], timeout: float = 1.0) -> TailSlice:
+        """The clean rows of `table` at or above `seam`, once the follower has caught up with the high
+        watermarks seen now (or `timeout` passed: then `complete` is False)."""
+        wanted = self.high_watermarks(table)
+        with self._lock:
+            self._raise_if_failed()
+            self._advance_floor(seam)
+            deadline = time.monotonic() + timeout
+            while not self._caught_up(wanted) and not self._capped():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+                self._raise_if_failed()
+            complete = self._caught_up(wanted)
+            parts, offsets = [], {}
+            for key, pipeline in self._pipelines.items():
+                if pipeline.table != table:
+                    continue
+                start = seam.get(key, 0)
+                position = self._position.get(key, start)
+                if position > start:
+                    offsets[key] = (start, position)
+                for part in self._buffers.get(key, ()):
+                    kept = part.filter(pc.greater_equal(part["source_offset"], start)) if part.num_rows else part
+                    if kept.num_rows:
+                        parts.append(kept)
+        rows = pa.concat_tables(parts) if parts else ARROW_SCHEMAS[table].empty_table()
+        return TailSlice(table, rows, offsets, complete)
+
+    def _caught_up(self, wanted: dict[str, int]) -> bool:
+        return all(self._position.get(key, 0) >= high for key, high in wanted.items())
+
+    def _capped(self) -> bool:
+        return self._buffered >= self.max_messages
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"the Kafka tail follower stopped: {self.error}") from self.error
+
+    def _advance_floor(self, seam: dict[str, int]) -> None:
+        """Forget buffered rows below a newer seam (Iceberg holds them for every later query)."""
+        for key, offset in seam.items():
+            if offset <= self._floor.get(key, -1):
+                continue
+            self._floor[key] = offset
+            kept = []
+            for part in self._buffers.get(key, []):
+                if part.num_rows and pc.max(part["source_offset"]).as_py() >= offset:
+                    kept.append(part.filter(pc.greater_equal(part["source_offset"], offset)))
+            self._buffers[key] = kept
+        self._buffered = sum(t.num_rows for parts in self._buffers.values() for t in parts)
+
+    # --- the consumer thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = None
+        try:
+            seams = self._seams()
+            with self._lock:
+                self._advance_floor(seams)
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": self.settings.kafka_bootstrap,
+                    "group.id": "k2-tail",  # required by librdkafka; nothing is committed
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 20,
+                    "queued.max.messages.kbytes": 16 * 1024,
+                }
+            )
+            assignment = []
+            for topic, partition in self._partitions:
+                seam = seams.get(position_key(topic, partition), 0)
+                # As the flow does without recovery state: a window below the seam rebuilds sequence/dedupe state.
+                start = seam - self.warmup if seam > self.warmup else OFFSET_BEGINNING
+                assignment.append(TopicPartition(topic, partition, start))
+                with self._lock:
+                    self._position[position_key(topic, partition)] = max(start, 0)
+            consumer.assign(assignment)
+            while not self._stop.is_set():
+                with self._lock:
+                    capped = self._capped()
+                if capped:
+                    time.sleep(self.poll_seconds)  # backpressure: wait for a commit to move the seam
+                    continue
+                messages = consumer.consume(self.settings.batch_size, timeout=self.poll_seconds)
+                if messages:
+                    self._ingest(messages)
+        except BaseException as exc:  # surfaced to the next query, which reports it
+            log.exception("tail follower failed")
+            self.error = exc
+        finally:
+            if consumer is not None:
+                consumer.close()
+            with self._lock:
+                self._lock.notify_all()
+
+    def _ingest(self, messages: list) -> None:
+        grouped: dict[tuple[str, int], list] = {}
+        for message in messages:
+            if message.error() is None:
+                grouped.setdefault((message.topic(), message.partition()), []).append(message)
+        for (topic, partition), items in grouped.items():
+            key = position_key(topic, partition)
+            raw = RawBatch(
+                topic,
+                partition,
+                [m.offset() for m in items],
+                [m.value() or b"" for m in items],
+                [m.timestamp()[1] * 1_000 for m in items],
+            )
+            rows = self._pipelines[key].process(raw)
+            with self._lock:
+                floor = self._floor.get(key, 0)
+                if rows is not None and rows.num_rows:
+                    if raw.offsets[0] < floor:
+                        rows = rows.filter(pc.greater_equal(rows["source_offset"], floor))
+                    if rows.num_rows:
+                        self._buffers.setdefault(key, []).append(rows)
+                        self._buffered += rows.num_rows
+                self._position[key] = raw.next_offset
+                self._lock.notify_all()
