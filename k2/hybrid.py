@@ -29,6 +29,7 @@ from k2.config import Settings
 from k2.dedupe import Deduper
 from k2.kafka import partitions_of
 from k2.query.engine import QueryEngine, TailSlice
+from k2.seams import lowest
 from k2.sequence import SequenceTracker
 from k2.sources import kind_for_topic
 from k2.validate import Rules, validate_batch
@@ -38,9 +39,7 @@ log = logging.getLogger(__name__)
 
 def committed_seams(engine: QueryEngine) -> dict[str, int]:
     """Per partition, the lower of the trades and quotes tables' seams: where the tail of either begins."""
-    seams = [engine.plan(table)[1].offsets for table in (TRADES, QUOTES)]
-    keys = set().union(*seams)
-    return {key: min(seam.get(key, 0) for seam in seams) for key in keys}
+    return lowest(engine.plan(table)[1].offsets for table in (TRADES, QUOTES))
 
 
 def start_follower(settings: Settings, engine: QueryEngine) -> TailFollower | None:

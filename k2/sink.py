@@ -37,8 +37,8 @@ from k2.catalog import (
 )
 from k2.columnar import ArrowBatch, empty_table
 from k2.config import Settings
+from k2.seams import OFFSETS_PROPERTY, committed_offsets, lowest
 
-OFFSETS_PROPERTY = "k2.kafka.offsets"
 DUPLICATES_PROPERTY = "k2.duplicates"
 MESSAGES_PROPERTY = "k2.messages"
 # Side tables first: a crash between commits then re-derives (and filters) data rows, never loses a dead letter.
@@ -55,27 +55,10 @@ Job = tuple[str, list[pa.Table], dict[str, int], dict[str, tuple[int, int]]]  # 
 log = logging.getLogger(__name__)
 
 
-def committed_offsets(table: Table) -> dict[str, int]:
-    """The seam of a table: the offsets recorded by its newest snapshot that has them."""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        value = snapshot.summary.additional_properties.get(OFFSETS_PROPERTY) if snapshot.summary else None
-        if value is not None:
-            return {key: int(offset) for key, offset in json.loads(value).items()}
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    return {}
-
-
 def resume_offsets(tables: dict[str, Table]) -> dict[str, int]:
-    """Where a source without recovery state starts: per partition, the lowest seam over all tables.
-
-    A table that has not recorded a partition counts as 0 for it, so nothing a lagging table still needs is skipped;
-    the tables further ahead drop what they already hold.
-    """
-    seams = [committed_offsets(table) for table in tables.values()]
-    keys = set().union(*seams)
-    return {key: min(seam.get(key, 0) for seam in seams) for key in keys}
+    """Where a source without recovery state starts: per partition, the lowest seam over all tables (the tables
+    further ahead drop what they already hold)."""
+    return lowest(committed_offsets(table) for table in tables.values())
 
 
 class CommitResult:

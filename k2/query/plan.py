@@ -8,7 +8,6 @@ once per process, however many snapshots list it). A query then prunes that list
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -21,7 +20,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import StringType, TimestamptzType
 
-OFFSETS_PROPERTY = "k2.kafka.offsets"  # the seam; written by k2.sink
+from k2.seams import seam_of
 
 
 class DataFileEntry(msgspec.Struct, frozen=True, gc=False):
@@ -164,14 +163,3 @@ def _bound(bounds: dict[int, bytes], field_id: int | None, kind):
     if field_id is None or field_id not in bounds:
         return None
     return from_bytes(kind, bounds[field_id])
-
-
-def seam_of(table: Table, snapshot: Snapshot | None) -> dict[str, int]:
-    """The offsets recorded by `snapshot` or, for maintenance snapshots that carry none, its nearest ancestor."""
-    while snapshot is not None:
-        value = snapshot.summary.additional_properties.get(OFFSETS_PROPERTY) if snapshot.summary else None
-        if value is not None:
-            return {key: int(offset) for key, offset in json.loads(value).items()}
-        parent = snapshot.parent_snapshot_id
-        snapshot = table.snapshot_by_id(parent) if parent is not None else None
-    return {}

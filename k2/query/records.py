@@ -8,8 +8,8 @@ from typing import Any
 from k2.catalog import DEAD_LETTERS, SEQUENCE_GAPS, TABLE_NAMES
 from k2.query.engine import Freshness, QueryEngine, to_datetime
 from k2.query.params import QueryError
-from k2.query.plan import OFFSETS_PROPERTY
 from k2.query.ticks import Page, columns, where
+from k2.seams import OFFSETS_PROPERTY
 
 
 def snapshots(engine: QueryEngine, name: str, limit: int = 100) -> list[dict[str, Any]]:
