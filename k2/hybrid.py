@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from k2.batch import RawBatch, position_key
 from k2.catalog import QUOTES, TABLE_FOR_KIND, TRADES
@@ -56,6 +57,19 @@ def start_follower(settings: Settings, engine: QueryEngine) -> TailFollower | No
         return None
     engine.tail_source = follower.tail
     return follower
+
+
+def _filtered(rows: pa.Table, symbols: Sequence[str] | None, start: int | None, end: int | None) -> pa.Table:
+    """The query's own filters, applied before the rows meet DuckDB (a query usually wants one symbol)."""
+    mask = None
+    if symbols:
+        mask = pc.is_in(rows["symbol"], value_set=pa.array(list(symbols), pa.string()))
+    times = rows["timestamp"]
+    for bound, compare in ((start, pc.greater_equal), (end, pc.less)):
+        if bound is not None:
+            term = compare(times, pa.scalar(bound, times.type))
+            mask = term if mask is None else pc.and_(mask, term)
+    return rows if mask is None else rows.filter(mask)
 
 
 class PartitionPipeline:
@@ -103,9 +117,8 @@ class TailFollower:
         topics = [self.settings.trades_topic, self.settings.quotes_topic]
         self._partitions = partitions_of(self.settings.kafka_bootstrap, topics)
         self._pipelines = {position_key(t, p): PartitionPipeline(self.settings, t) for t, p in self._partitions}
-        # Watermarks are asked on the query's thread with a consumer of their own (never the follower's).
-        self._marks_consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap, "group.id": "k2-marks"})
-        self._marks_lock = threading.Lock()
+        # Watermarks are asked on the query's thread, all partitions in one request (never the follower's consumer).
+        self._admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
         self._thread = threading.Thread(target=self._run, name="k2-tail", daemon=True)
         self._thread.start()
         return self
@@ -114,22 +127,30 @@ class TailFollower:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-            self._marks_consumer.close()
 
     def high_watermarks(self, table: str) -> dict[str, int]:
-        """Each partition's end now (a broker round trip per partition of the table)."""
-        with self._marks_lock:
-            return {
-                key: self._marks_consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)[1]
-                for (topic, partition), key in ((tp, position_key(*tp)) for tp in self._partitions)
-                if self._pipelines[key].table == table
-            }
+        """Each partition's end now, for the partitions feeding `table` (one request to the cluster)."""
+        wanted = {
+            TopicPartition(topic, partition): OffsetSpec.latest()
+            for topic, partition in self._partitions
+            if self._pipelines[position_key(topic, partition)].table == table
+        }
+        futures = self._admin.list_offsets(wanted, request_timeout=5)
+        return {position_key(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
     # --- reading ---------------------------------------------------------------------------------------------
 
-    def tail(self, table: str, seam: dict[str, int], timeout: float = 1.0) -> TailSlice:
-        """The clean rows of `table` at or above `seam`, once the follower has caught up with the high
-        watermarks seen now (or `timeout` passed: then `complete` is False)."""
+    def tail(
+        self,
+        table: str,
+        seam: dict[str, int],
+        symbols: Sequence[str] | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        timeout: float = 1.0,
+    ) -> TailSlice:
+        """The clean rows of `table` at or above `seam` (of `symbols`, in `[start, end)` µs when given), once
+        the follower has caught up with the high watermarks seen now (or `timeout` passed: `complete` False)."""
         wanted = self.high_watermarks(table)
         with self._lock:
             self._raise_if_failed()
@@ -155,7 +176,7 @@ class TailFollower:
                     if kept.num_rows:
                         parts.append(kept)
         rows = pa.concat_tables(parts) if parts else ARROW_SCHEMAS[table].empty_table()
-        return TailSlice(table, rows, offsets, complete)
+        return TailSlice(table, _filtered(rows, symbols, start, end), offsets, complete)
 
     def _caught_up(self, wanted: dict[str, int]) -> bool:
         return all(self._position.get(key, 0) >= high for key, high in wanted.items())
@@ -245,7 +266,10 @@ class TailFollower:
                     if raw.offsets[0] < floor:
                         rows = rows.filter(pc.greater_equal(rows["source_offset"], floor))
                     if rows.num_rows:
-                        self._buffers.setdefault(key, []).append(rows)
+                        parts = self._buffers.setdefault(key, [])
+                        parts.append(rows)
+                        if len(parts) >= 32:  # few large parts: a query filters each of them
+                            self._buffers[key] = [pa.concat_tables(parts).combine_chunks()]
                         self._buffered += rows.num_rows
                 self._position[key] = raw.next_offset
                 self._lock.notify_all()

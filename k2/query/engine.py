@@ -137,7 +137,8 @@ class QueryEngine:
         self._tables: dict[str, tuple[float, Table | None]] = {}
         self._lock = threading.Lock()
         # Set by whoever runs a Kafka tail follower (the API, when a broker is configured): realtime reads.
-        self.tail_source: Callable[[str, dict[str, int]], TailSlice] | None = None
+        # Called as tail_source(table, seam, symbols, start, end).
+        self.tail_source: Callable[..., TailSlice] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QueryEngine:
@@ -218,7 +219,7 @@ class QueryEngine:
             raise QueryError("freshness=realtime needs a Kafka broker (K2_KAFKA_BOOTSTRAP) behind this service")
         table, plan = self.plan(name, snapshot_id=snapshot_id, as_of=as_of)
         files = plan.prune(symbols, start, end)
-        tail = self.tail_source(name, plan.offsets) if realtime and self.tail_source else None
+        tail = self.tail_source(name, plan.offsets, symbols, start, end) if realtime and self.tail_source else None
         return Scan(name, table, plan, files, tuple(symbols) if symbols else None, exchange, start, end, tail)
 
     # --- execution -------------------------------------------------------------------------------------------

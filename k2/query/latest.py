@@ -111,7 +111,11 @@ class LatestIndex:
 
     def fold_rows(self, engine: QueryEngine, state: pa.Table, rows: pa.Table) -> pa.Table:
         """`state` with `rows` (same columns as the table) folded in; neither is kept."""
-        return _merge(engine, state, engine.execute(_FOLD_ROWS, {}, {}, arrows={"src": rows}))
+        rows_as_state = (
+            "SELECT exchange, symbol, r AS latest, r.timestamp AS first_time, 1::BIGINT AS rows FROM {new} AS r"
+        )
+        both = f"(SELECT * FROM {{old}} UNION ALL BY NAME {rows_as_state})"
+        return engine.execute(_FOLD.format(parts=both), {}, {}, arrows={"old": state, "new": rows})
 
     def _fold(self, engine: QueryEngine, scan: Scan) -> pa.Table:
         return engine.execute(_FOLD_ROWS, {}, {"src": scan})
@@ -136,7 +140,9 @@ def latest_by_symbol(
     states, freshness = {}, {}
     for name in (TRADES, QUOTES):
         # One snapshot per table: its kept state, and (realtime) the tail above exactly its seam.
-        scan = engine.scan(name, snapshot_id=(snapshot_ids or {}).get(name), as_of=as_of, realtime=realtime)
+        scan = engine.scan(
+            name, symbols=symbols, snapshot_id=(snapshot_ids or {}).get(name), as_of=as_of, realtime=realtime
+        )
         states[name] = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
         if scan.tail is not None and scan.tail.rows.num_rows:
             states[name] = indexes[name].fold_rows(engine, states[name], scan.tail.rows)
