@@ -47,7 +47,9 @@ COMMIT_ORDER = (DEAD_LETTERS, SEQUENCE_GAPS, QUOTES, TRADES)
 # simply lags (a restart resumes from the lowest seam and the data tables' seams filter what they already hold).
 SIDE_TABLES = (DEAD_LETTERS, SEQUENCE_GAPS)
 SIDE_TABLE_INTERVALS = 10  # side tables commit every this many commit intervals, and at every epoch end
-MAX_PENDING_COMMITS = 2  # handed to the committer thread and not done yet; more makes the flow wait
+# Handed to the committer thread and not done yet; one more makes the flow wait. One bounds memory (a commit's
+# rows are held until it is done) and pushes back on the source when Iceberg is slower than the feed.
+MAX_PENDING_COMMITS = 1
 EPOCH_END_SLACK = 0.25  # no timed commit within this share of an interval before the next epoch end is due
 
 Job = tuple[str, list[pa.Table], dict[str, int], dict[str, tuple[int, int]]]  # table, rows, seam, counts

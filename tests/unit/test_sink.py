@@ -137,7 +137,8 @@ def test_a_recovered_state_never_commits_twice(settings):
     assert summed_property(table, "k2.messages") == {"market.trades/0": 10}
 
 
-def test_no_commit_runs_after_a_failed_one(settings):
+def test_no_commit_runs_after_a_failed_one(settings, monkeypatch):
+    monkeypatch.setattr("k2.sink.MAX_PENDING_COMMITS", 2)
     gate = threading.Event()
     w = _held_writer(settings, gate, crash=True)
     w.write(arrow_batch(0, 5))
