@@ -1,4 +1,4 @@
-"""The `k2` command line: `summary`, `produce`, `load`, `reconcile`.
+"""The `k2` command line: `summary`, `produce`, `load`, `reconcile`, `replay`.
 
 The flow itself runs with Bytewax's runner: `python -m bytewax.run flows.ingest` (the domain never imports flows/).
 """
@@ -154,6 +154,49 @@ class Progress:
         print(f"\n{count:,} messages confirmed by the broker", file=sys.stderr)
 
 
+def replay_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Replay trades/quotes of a time range from Iceberg, in event order, into Kafka topics (delivery confirmed)."""
+    from k2.query import QueryEngine, QueryError
+    from k2.query.params import parse_list, parse_time, time_range
+    from k2.replay import Replay, describe, replay_to_kafka, topics_for
+
+    if not settings.kafka_bootstrap:
+        print("k2: set K2_KAFKA_BOOTSTRAP (e.g. `make kafka-up`)", file=sys.stderr)
+        return 2
+    engine = QueryEngine.from_settings(settings)
+    try:
+        start, end = time_range(args.start, args.end)
+        replay = Replay(
+            engine,
+            start=start,
+            end=end,
+            symbols=parse_list(args.symbols),
+            exchange=args.exchange,
+            kinds=args.kinds,
+            as_of=parse_time(args.as_of, "as_of"),
+        )
+        topics = topics_for(args.prefix, args.trades_topic, args.quotes_topic, args.topic)
+        total = replay.count()
+        print(f"{describe(replay)}: {total:,} rows", file=sys.stderr)
+        progress = Progress(total)
+        result = replay_to_kafka(
+            replay,
+            settings.kafka_bootstrap,
+            topics,
+            speed=args.speed,
+            progress=progress.update,
+            partitions=settings.kafka_partitions,
+        )
+    except QueryError as exc:
+        print(f"k2: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.close()
+    progress.done(result.rows)
+    print(f"-> {', '.join(sorted(set(result.topics.values())))} in {result.seconds:,.1f}s", file=sys.stderr)
+    return 0
+
+
 def reconcile_command(settings: Settings) -> int:
     from k2.kafka import partitions_of, watermarks
     from k2.reconcile import format_reports, reconcile
@@ -185,6 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--to", choices=["kafka", "files"], help="default: files with --out, else Kafka")
     load.add_argument("--out", metavar="DIR", help="write trades.ndjson / quotes.ndjson here (for K2_SOURCE=file)")
     commands.add_parser("reconcile", help="per partition: committed offset, watermarks, and the accounting")
+    rep = commands.add_parser("replay", help="replay trades/quotes from Iceberg in event order into Kafka topics")
+    rep.add_argument("--start", help="inclusive: ISO-8601 (no offset = UTC) or µs")
+    rep.add_argument("--end", help="exclusive, same forms as --start")
+    rep.add_argument("--symbols", help="comma-separated (default: all)")
+    rep.add_argument("--exchange", help="only this exchange")
+    rep.add_argument("--kinds", default="trade,quote", help="trade, quote or trade,quote (default)")
+    rep.add_argument("--as-of", help="read the newest snapshots committed at or before this time")
+    rep.add_argument("--speed", type=float, help="N x real time (1 = as recorded); default: as fast as possible")
+    rep.add_argument("--prefix", default="replay", help="topics <prefix>.trades / <prefix>.quotes (default replay)")
+    rep.add_argument("--trades-topic", help="topic for trades (default <prefix>.trades)")
+    rep.add_argument("--quotes-topic", help="topic for quotes (default <prefix>.quotes)")
+    rep.add_argument("--topic", help="one topic for both kinds (each message gets a k2.kind header)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -197,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         return load_command(settings, args)
     elif args.command == "reconcile":
         return reconcile_command(settings)
+    elif args.command == "replay":
+        return replay_command(settings, args)
     else:
         summary(settings)
     return 0
