@@ -59,17 +59,20 @@ def start_follower(settings: Settings, engine: QueryEngine) -> TailFollower | No
     return follower
 
 
-def _filtered(rows: pa.Table, symbols: Sequence[str] | None, start: int | None, end: int | None) -> pa.Table:
-    """The query's own filters, applied before the rows meet DuckDB (a query usually wants one symbol)."""
-    mask = None
+def _filtered(
+    rows: pa.Table, first_offset: int, symbols: Sequence[str] | None, start: int | None, end: int | None
+) -> pa.Table:
+    """Rows at or above the seam, with the query's own filters applied before they meet DuckDB (a query usually
+    wants one symbol): one mask, so the buffered rows are copied once, and only those kept."""
+    mask = pc.greater_equal(rows["source_offset"], first_offset)
     if symbols:
-        mask = pc.is_in(rows["symbol"], value_set=pa.array(list(symbols), pa.string()))
+        mask = pc.and_(mask, pc.is_in(rows["symbol"], value_set=pa.array(list(symbols), pa.string())))
     times = rows["timestamp"]
     for bound, compare in ((start, pc.greater_equal), (end, pc.less)):
         if bound is not None:
             term = compare(times, pa.scalar(bound, times.type))
-            mask = term if mask is None else pc.and_(mask, term)
-    return rows if mask is None else rows.filter(mask)
+            mask = pc.and_(mask, term)
+    return rows.filter(mask)
 
 
 class PartitionPipeline:
@@ -167,16 +170,14 @@ class TailFollower:
             for key, pipeline in self._pipelines.items():
                 if pipeline.table != table:
                     continue
-                start = seam.get(key, 0)
-                position = self._position.get(key, start)
-                if position > start:
-                    offsets[key] = (start, position)
-                for part in self._buffers.get(key, ()):
-                    kept = part.filter(pc.greater_equal(part["source_offset"], start)) if part.num_rows else part
-                    if kept.num_rows:
-                        parts.append(kept)
+                first = seam.get(key, 0)
+                position = self._position.get(key, first)
+                if position > first:
+                    offsets[key] = (first, position)
+                parts += [_filtered(part, first, symbols, start, end) for part in self._buffers.get(key, ())]
+        parts = [part for part in parts if part.num_rows]
         rows = pa.concat_tables(parts) if parts else ARROW_SCHEMAS[table].empty_table()
-        return TailSlice(table, _filtered(rows, symbols, start, end), offsets, complete)
+        return TailSlice(table, rows, offsets, complete)
 
     def _caught_up(self, wanted: dict[str, int]) -> bool:
         return all(self._position.get(key, 0) >= high for key, high in wanted.items())
