@@ -30,7 +30,13 @@ def start_flow(env: dict[str, str], recovery: Path) -> subprocess.Popen:
         recovery.mkdir(parents=True)
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True, cwd=ROOT)
     command = [sys.executable, "-m", "bytewax.run", "flows.ingest", "-r", str(recovery), "-s", "1", "-b", "0"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # stderr to a file (appended over all runs): an unread pipe that fills up would block the flow.
+    with open(recovery.parent / "flow.log", "ab") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def flow_log(recovery: Path) -> str:
+    return (recovery.parent / "flow.log").read_text(errors="replace")[-3000:]
 
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, kafka_bootstrap, kafka_topic):
@@ -70,12 +76,12 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, kafka_bo
             process.wait()
             kills += 1
         else:
-            assert process.returncode == 0, process.stderr.read().decode()[-3000:]
+            assert process.returncode == 0, flow_log(recovery)
             finished = True
     assert kills >= KILLS, f"the flow finished after {kills} kills: make the load larger"
     process = start_flow(env, recovery)
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr.decode()[-3000:]
+    process.wait(timeout=600)
+    assert process.returncode == 0, flow_log(recovery)
 
     settings = load_settings({}, data_dir=env["K2_DATA_DIR"], trades_topic=trades, quotes_topic=quotes)
     landed = read_landed(settings)

@@ -40,7 +40,7 @@ def test_real_http_answers_and_requires_keys(served):
         assert client.get("/v1/latest").json()["data"][0]["trade"]
     spec = httpx.get(f"{served}/schema/openapi.json").json()
     data_routes = [path for path in spec["paths"] if path.startswith("/v1/")]
-    assert len(data_routes) == 9
+    assert len(data_routes) == 10 and "/v1/replay" in data_routes
     for path in data_routes:
         assert httpx.get(f"{served}{path}").status_code == 401, path
         assert httpx.get(f"{served}{path}", headers={"X-API-Key": "nope"}).status_code == 403, path
@@ -51,7 +51,10 @@ def test_schemathesis_finds_no_server_error(served, tmp_path):
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{served}/schema/openapi.json",
         "--checks", "not_a_server_error", "--header", f"X-API-Key: {KEY}", "--max-examples", "40",
-        "--seed", "1", "--workers", "2", "--request-timeout", "10", "--report", "junit", "--report-dir", str(tmp_path),
+        "--seed", "1", "--workers", "2",
+        # A paced replay legitimately streams for as long as its data lasts at 1/speed: not for a timeout-based
+        # fuzzer (its parameter checks are covered in tests/unit/test_replay.py).
+        "--exclude-path", "/v1/replay", "--request-timeout", "10", "--report", "junit", "--report-dir", str(tmp_path),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
