@@ -21,7 +21,9 @@ from k2.query.ticks import Page, where
 
 _QUANTUM = Decimal(1).scaleb(-PRICE.scale)
 _CONTEXT = Context(prec=60)
-_ORDER = 'ORDER BY "timestamp", source_sequence, source_topic, source_partition, source_offset'
+# Open and close are the first and last trade by this key (unsequenced trades first within a microsecond, as in
+# the latest index); arg_min/arg_max stream, where ordered aggregates sort each bucket (measured 1.4x slower).
+_KEY = '("timestamp", coalesce(source_sequence, -1), source_topic, source_partition, source_offset)'
 
 _BARS = f"""
 WITH ticks AS (
@@ -30,7 +32,7 @@ WITH ticks AS (
     FROM {{src}} WHERE {{where}}
 ), bars AS (
     SELECT time_bucket(CAST($interval AS INTERVAL), local_time) AS bucket,
-           first(price {_ORDER}) AS open, max(price) AS high, min(price) AS low, last(price {_ORDER}) AS close,
+           arg_min(price, {_KEY}) AS open, max(price) AS high, min(price) AS low, arg_max(price, {_KEY}) AS close,
            sum(quantity) AS volume, count(*)::BIGINT AS trades,
            -- widened first: decimal(18,8) x decimal(18,8) overflows DuckDB's 18-digit product
            sum(CAST(price AS DECIMAL(38, 8)) * CAST(quantity AS DECIMAL(38, 8))) AS notional
