@@ -17,8 +17,6 @@ Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -34,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bytewax.testing import TestingSource, run_main  # noqa: E402
 
+from benchmarks.kafka_ingest import broker  # noqa: E402
 from flows.ingest import build_flow  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
@@ -42,19 +41,6 @@ from k2.query import QueryEngine  # noqa: E402
 from k2.replay import Replay, replay_to_kafka  # noqa: E402
 
 REPORT = Path(__file__).resolve().parent / "reports" / "replay.json"
-
-
-@contextlib.contextmanager
-def broker():
-    if os.environ.get("K2_KAFKA_BOOTSTRAP"):
-        yield os.environ["K2_KAFKA_BOOTSTRAP"]
-        return
-    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "scripts" / "local_kafka.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module
-    spec.loader.exec_module(module)
-    with module.start_broker() as running:
-        yield running.bootstrap
 
 
 def fill_tables(settings, rows: int) -> None:
