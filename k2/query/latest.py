@@ -109,14 +109,6 @@ class LatestIndex:
             return known[1]
         return _merge(engine, known[1], self._fold(engine, Scan(self.name, table, plan, added)))
 
-    def fold_rows(self, engine: QueryEngine, state: pa.Table, rows: pa.Table) -> pa.Table:
-        """`state` with `rows` (same columns as the table) folded in; neither is kept."""
-        rows_as_state = (
-            "SELECT exchange, symbol, r AS latest, r.timestamp AS first_time, 1::BIGINT AS rows FROM {new} AS r"
-        )
-        both = f"(SELECT * FROM {{old}} UNION ALL BY NAME {rows_as_state})"
-        return engine.execute(_FOLD.format(parts=both), {}, {}, arrows={"old": state, "new": rows})
-
     def _fold(self, engine: QueryEngine, scan: Scan) -> pa.Table:
         return engine.execute(_FOLD_ROWS, {}, {"src": scan})
 
@@ -137,15 +129,23 @@ def latest_by_symbol(
 ) -> tuple[pa.Table, dict[str, Freshness]]:
     """One row per instrument: its newest trade and newest quote (structs, null when it has none); `realtime`
     folds in the Kafka tail above the snapshot's seam."""
-    states, freshness = {}, {}
-    for name in (TRADES, QUOTES):
+    arrows, sources, freshness = {}, {}, {}
+    for name, alias in ((TRADES, "t"), (QUOTES, "q")):
         # One snapshot per table: its kept state, and (realtime) the tail above exactly its seam.
         scan = engine.scan(
             name, symbols=symbols, snapshot_id=(snapshot_ids or {}).get(name), as_of=as_of, realtime=realtime
         )
-        states[name] = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
+        arrows[f"{alias}_state"] = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
+        sources[alias] = f"{{{alias}_state}}"
         if scan.tail is not None and scan.tail.rows.num_rows:
-            states[name] = indexes[name].fold_rows(engine, states[name], scan.tail.rows)
+            # The tail's rows folded into the kept state inside the one query below (each query costs ms).
+            arrows[f"{alias}_tail"] = scan.tail.rows
+            as_state = (
+                "SELECT exchange, symbol, r AS latest, r.timestamp AS first_time, 1::BIGINT AS rows"
+                f" FROM {{{alias}_tail}} AS r"
+            )
+            both = f"(SELECT * FROM {sources[alias]} UNION ALL BY NAME {as_state})"
+            sources[alias] = f"({_FOLD.format(parts=both)})"
         freshness[name] = scan.freshness
     params: dict[str, Any] = {}
     clauses = []
@@ -158,11 +158,10 @@ def latest_by_symbol(
         clauses.append("exchange = $exchange")
     sql = (
         "SELECT exchange, symbol, t.latest AS trade, q.latest AS quote"
-        " FROM {trades} AS t FULL OUTER JOIN {quotes} AS q USING (exchange, symbol)"
+        f" FROM {sources['t']} AS t FULL OUTER JOIN {sources['q']} AS q USING (exchange, symbol)"
         f" WHERE {' AND '.join(clauses) or 'TRUE'} ORDER BY exchange, symbol"
     )
-    rows = engine.execute(sql, params, {}, arrows={"trades": states[TRADES], "quotes": states[QUOTES]})
-    return rows, freshness
+    return engine.execute(sql, params, {}, arrows=arrows), freshness
 
 
 def instruments(engine: QueryEngine, indexes: dict[str, LatestIndex], exchange: str | None = None) -> pa.Table:
