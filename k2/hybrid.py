@@ -110,7 +110,10 @@ class TailFollower:
         self._lock = threading.Condition()
         self._buffers: dict[str, list[pa.Table]] = {}
         self._position: dict[str, int] = {}
-        self._floor: dict[str, int] = {}  # the newest seam seen: rows below it are in Iceberg for every query
+        # Per partition, the newest seam a query has shown, and the one before it: rows are kept from the older of
+        # the two, so a request still holding the previous snapshot (planned just before a commit) finds its rows.
+        self._newest: dict[str, int] = {}
+        self._floor: dict[str, int] = {}
         self._buffered = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,6 +174,8 @@ class TailFollower:
                 if pipeline.table != table:
                     continue
                 first = seam.get(key, 0)
+                if first < self._floor.get(key, 0):
+                    complete = False  # planned more than one commit ago: rows below the kept floor are gone
                 position = self._position.get(key, first)
                 if position > first:
                     offsets[key] = (first, position)
@@ -190,8 +195,12 @@ class TailFollower:
             raise RuntimeError(f"the Kafka tail follower stopped: {self.error}") from self.error
 
     def _advance_floor(self, seam: dict[str, int]) -> None:
-        """Forget buffered rows below a newer seam (Iceberg holds them for every later query)."""
-        for key, offset in seam.items():
+        """Forget buffered rows below the previous seam once a newer one is shown (Iceberg holds them)."""
+        for key, newest in seam.items():
+            if newest <= self._newest.get(key, -1):
+                continue
+            offset = self._newest.get(key, 0)
+            self._newest[key] = newest
             if offset <= self._floor.get(key, -1):
                 continue
             self._floor[key] = offset
@@ -209,7 +218,9 @@ class TailFollower:
         try:
             seams = self._seams()
             with self._lock:
-                self._advance_floor(seams)
+                # Everything below the seams at start is in Iceberg for any query from now on: the warm-up
+                # window only rebuilds state, its rows are never kept.
+                self._newest, self._floor = dict(seams), dict(seams)
             consumer = Consumer(
                 {
                     "bootstrap.servers": self.settings.kafka_bootstrap,
