@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> dict:
         follower = start_follower(settings, engine)
         assert follower is not None, "the tail follower did not start"
         try:
-            catch_up, first = timed(lambda: ticks_between(engine, "trades", limit=1, realtime=True))
+            # The follower first re-reads the warm-up window below the seams: measure once it has caught up.
+            started = time.perf_counter()
+            while True:
+                first = ticks_between(engine, "trades", limit=1, realtime=True)
+                if (first.freshness.tail and first.freshness.tail.complete) or time.perf_counter() - started > 120:
+                    break
+            catch_up = time.perf_counter() - started
             tail_rows = first.freshness.tail.rows if first.freshness.tail else 0
             committed_rows = engine.plan("trades")[1].rows
             indexes = latest_indexes()
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tail_messages": args.tail,
         "committed_trade_rows": committed_rows,
         "tail_trade_rows": tail_rows,
-        "first_realtime_query_s": round(catch_up, 3),
+        "follower_caught_up_s": round(catch_up, 3),
         "queries": args.queries,
         "rows_returned": rows,
         "latency": figures,
