@@ -1,47 +1,27 @@
-"""Deterministic replay from Iceberg: trades and quotes of a time range, merged in event order, as wire messages.
-
-A replay pins one snapshot per table when it starts (the newest, or the newest committed at or before `as_of`), so
-it is stable while data lands, and reads through the query engine in bounded chunks: time slices sized from the
-planned files' row counts and time bounds (adapting to how many rows the filters really keep), each read with
-parameterised SQL, ordered, and paged by the sort key when a slice holds more than a chunk. Nothing holds more
-than one chunk of rows.
-
-The order is total and depends only on the data, so two replays of the same snapshots produce identical streams:
-`(timestamp, source_sequence (absent first), kind, exchange, symbol, source_topic, source_partition, source_offset)`.
-
-Each row becomes a message in the K2 wire schema v2 — the fields of `k2.schemas.Trade`/`Quote` in their order,
-decimals as exact strings, times as integer µs, the original ids, sequence, conditions, vendor data, message id
-and ingestion time — so ingesting the replayed messages reproduces the rows (their source positions aside).
-
-Targets: Kafka topics (`replay_to_kafka`, idempotent producer, delivery checked; `k2 replay`), NDJSON lines and an
-Arrow IPC stream (`/v1/replay`). A `Pacer` spaces messages by their event-time differences divided by a speed
-factor (None: as fast as possible), on a monotonic clock, against one origin so sleeps never accumulate drift.
-"""
+"""Planning a replay and reading it in bounded, totally ordered chunks through the query engine."""
 
 from __future__ import annotations
 
-import io
 import math
-import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
-import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from k2.catalog import QUOTES, TRADES
 from k2.columnar import ARROW_SCHEMAS
-from k2.query.engine import QueryEngine, Scan, to_datetime
+from k2.query.engine import QueryEngine, Scan
 from k2.query.params import QueryError
 from k2.query.plan import DataFileEntry, TablePlan
 from k2.query.ticks import where
+from k2.replay.wire import _DECIMALS, _TIMES, WIRE_TYPES, Message, instrument_keys, wire_values
 from k2.schemas import KINDS, Kind
 
 TABLE_OF: dict[str, str] = {"trade": TRADES, "quote": QUOTES}
+
+
 ORDER = ("timestamp", "source_sequence", "kind", "exchange", "symbol", "source_topic", "source_partition",
          "source_offset")  # fmt: skip
 _SORT_SQL = (
@@ -62,131 +42,6 @@ def _replay_schema() -> pa.Schema:
 
 
 REPLAY_SCHEMA = _replay_schema()  # the rows of an Arrow replay: trades and quotes merged, nulls where a kind has none
-
-
-# --- wire messages ---------------------------------------------------------------------------------------------
-
-
-class TradeWire(msgspec.Struct, gc=False):
-    """`k2.schemas.Trade` field for field, in its order; decimals as their exact text (positional for speed)."""
-
-    exchange: str
-    symbol: str
-    asset_class: str
-    timestamp: int
-    currency: str
-    trade_id: str
-    price: str
-    quantity: str
-    side: str
-    trade_conditions: list[str]
-    ingestion_timestamp: int | None
-    source_sequence: int | None
-    vendor_data: dict[str, str] | None
-    message_id: str | None
-
-
-class QuoteWire(msgspec.Struct, gc=False):
-    """`k2.schemas.Quote` field for field, in its order (an empty side stays null; the flags as stored)."""
-
-    exchange: str
-    symbol: str
-    asset_class: str
-    timestamp: int
-    currency: str
-    quote_id: str
-    bid_price: str | None
-    bid_quantity: str | None
-    ask_price: str | None
-    ask_quantity: str | None
-    ingestion_timestamp: int | None
-    source_sequence: int | None
-    vendor_data: dict[str, str] | None
-    message_id: str | None
-    one_sided: bool
-    crossed: bool
-
-
-WIRE_TYPES: dict[str, type[msgspec.Struct]] = {"trade": TradeWire, "quote": QuoteWire}
-_DECIMALS = frozenset({"price", "quantity", "bid_price", "bid_quantity", "ask_price", "ask_quantity"})
-_TIMES = frozenset({"timestamp", "ingestion_timestamp"})
-_ENCODER = msgspec.json.Encoder(decimal_format="string")
-
-
-class Message(NamedTuple):
-    """One replayed row: its kind, event time (µs), Kafka key `EXCHANGE:SYMBOL` and wire bytes."""
-
-    kind: str
-    timestamp: int
-    key: bytes
-    value: bytes
-
-
-def wire_values(chunk: pa.Table) -> list[bytes]:
-    """The wire bytes of each row of a replay chunk (in `REPLAY_SCHEMA`), in the chunk's order.
-
-    Column-wise: one Python list per field, structs built positionally, all encoded in one call as NDJSON and
-    split (JSON text never holds a raw newline).
-    """
-    n = chunk.num_rows
-    if n == 0:
-        return []
-    kinds = chunk.column("kind")
-    values: list[bytes] = [b""] * n
-    for kind in KINDS:
-        mask = pc.equal(kinds, kind)
-        count = pc.sum(mask).as_py() or 0
-        if not count:
-            continue
-        rows = chunk if count == n else chunk.filter(mask)
-        encoded = _encode_rows(kind, rows)
-        if count == n:
-            return encoded
-        positions = pc.indices_nonzero(mask).to_pylist()
-        for position, value in zip(positions, encoded, strict=True):
-            values[position] = value
-    return values
-
-
-def _encode_rows(kind: str, rows: pa.Table) -> list[bytes]:
-    wire = WIRE_TYPES[kind]
-    columns = [_column(rows, name) for name in wire.__struct_fields__]
-    encoded = _ENCODER.encode_lines(list(map(wire, *columns)))
-    return encoded.split(b"\n")[:-1]
-
-
-def _column(rows: pa.Table, name: str) -> list:
-    column = rows.column(name)
-    n = rows.num_rows
-    if name == "trade_conditions":  # never null on the wire (a list, maybe empty)
-        return [[] if v is None else v for v in column.to_pylist()]
-    if column.null_count == n:
-        return [None] * n
-    if name in _TIMES:
-        return column.cast(pa.int64()).to_pylist()
-    if name in _DECIMALS:
-        return _decimal_texts(column)
-    values = column.to_pylist()
-    if name == "vendor_data":  # an Arrow map comes back as (key, value) pairs
-        return [None if v is None else dict(v) for v in values]
-    return values
-
-
-def _decimal_texts(column: pa.ChunkedArray) -> list[str | None]:
-    """Exact plain-digit text (`187.25000000`); Arrow writes values below 1e-6 with an exponent: those are fixed."""
-    texts = column.cast(pa.string())
-    with_exponent = pc.match_substring(texts, "E")
-    values = texts.to_pylist()
-    if pc.any(with_exponent).as_py():
-        for i in pc.indices_nonzero(with_exponent).to_pylist():
-            values[i] = format(Decimal(values[i]), "f")
-    return values
-
-
-def instrument_keys(chunk: pa.Table) -> list[bytes]:
-    exchange = chunk.column("exchange")
-    joined = pc.binary_join_element_wise(exchange, chunk.column("symbol"), pa.scalar(":", exchange.type))
-    return [key.encode() for key in joined.to_pylist()]
 
 
 # --- planning and reading --------------------------------------------------------------------------------------
@@ -467,184 +322,3 @@ def _conform(rows: pa.Table) -> pa.Table:
         else:
             arrays.append(pa.chunked_array([pa.nulls(n, field.type)]))
     return pa.Table.from_arrays(arrays, schema=REPLAY_SCHEMA)
-
-
-# --- pacing ----------------------------------------------------------------------------------------------------
-
-
-class Pacer:
-    """Keeps wall time between messages = event-time difference / speed, against the first message's times.
-
-    `speed=None`: no waiting. The schedule is absolute (origin + offset), so a late message does not delay the
-    ones after it, and sleeps never add up to drift. Clock and sleep are injectable for tests.
-    """
-
-    def __init__(
-        self,
-        speed: float | None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self.speed = check_speed(speed)
-        self._clock, self._sleep = clock, sleep
-        self._origin: tuple[float, int] | None = None
-
-    def due(self, event_us: int) -> float:
-        """The monotonic-clock time at which the message of `event_us` is due (the first one: now)."""
-        if self._origin is None:
-            self._origin = (self._clock(), event_us)
-        wall, event = self._origin
-        return wall + (event_us - event) / 1e6 / self.speed  # type: ignore[operator]
-
-    def delay(self, event_us: int) -> float:
-        """Seconds until `event_us` is due (<= 0: now); 0 without a speed."""
-        return 0.0 if self.speed is None else self.due(event_us) - self._clock()
-
-    def wait(self, event_us: int) -> None:
-        if self.speed is None:
-            return
-        left = self.delay(event_us)
-        if left > 0:
-            self._sleep(left)
-
-
-def paced(messages: Iterable[Message], pacer: Pacer, max_group: int = 10_000) -> Iterator[list[Message]]:
-    """Groups of messages, each handed out when its first message is due; a group holds only messages already
-    due (or all of them without a speed), so a consumer writing each group at once keeps the schedule."""
-    group: list[Message] = []
-    for message in messages:
-        if pacer.speed is not None and pacer.delay(message.timestamp) > 0:
-            if group:
-                yield group
-                group = []
-            pacer.wait(message.timestamp)
-        group.append(message)
-        if len(group) >= max_group:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-# --- targets ---------------------------------------------------------------------------------------------------
-
-
-def ndjson_stream(replay: Replay, pacer: Pacer | None = None) -> Iterator[bytes]:
-    """NDJSON: one wire message per line, in replay order; a block of lines per chunk (or per due group)."""
-    if pacer is None or pacer.speed is None:
-        for chunk in replay.chunks(wire=True):
-            yield b"\n".join(chunk.column("value").to_pylist()) + b"\n"
-        return
-    for group in paced(replay.messages(), pacer):
-        yield b"".join(m.value + b"\n" for m in group)
-
-
-def arrow_stream(replay: Replay, pacer: Pacer | None = None) -> Iterator[bytes]:
-    """An Arrow IPC stream of the rows in `REPLAY_SCHEMA` (exact decimals, µs UTC times), a batch per chunk (or
-    per group of rows due together when paced). The schema goes first, even for an empty replay."""
-    sink = io.BytesIO()
-    writer = pa.ipc.new_stream(sink, REPLAY_SCHEMA)
-
-    def take() -> bytes:
-        data = sink.getvalue()
-        sink.seek(0)
-        sink.truncate()
-        return data
-
-    yield take()
-    for chunk in replay.chunks():
-        if pacer is None or pacer.speed is None:
-            for batch in chunk.to_batches():
-                writer.write_batch(batch)
-            yield take()
-            continue
-        times = chunk.column("timestamp").cast(pa.int64()).to_pylist()
-        first = 0
-        for i, event_us in enumerate(times):
-            if pacer.delay(event_us) > 0:
-                if i > first:
-                    writer.write_table(chunk.slice(first, i - first))
-                    yield take()
-                    first = i
-                pacer.wait(event_us)
-        if first < len(times):
-            writer.write_table(chunk.slice(first))
-            yield take()
-    writer.close()
-    yield take()
-
-
-@dataclass
-class ReplayResult:
-    rows: int
-    seconds: float
-    topics: dict[str, str]
-
-    @property
-    def rate(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-def topics_for(
-    prefix: str = "replay", trades_topic: str | None = None, quotes_topic: str | None = None, topic: str | None = None
-) -> dict[str, str]:
-    """Kind -> topic: one `topic` for both, else `<prefix>.trades` / `<prefix>.quotes` unless named."""
-    if topic:
-        return {"trade": topic, "quote": topic}
-    return {"trade": trades_topic or f"{prefix}.trades", "quote": quotes_topic or f"{prefix}.quotes"}
-
-
-def replay_to_kafka(
-    replay: Replay,
-    bootstrap: str,
-    topics: dict[str, str],
-    *,
-    speed: float | None = None,
-    progress: Callable[[int], None] | None = None,
-    create_topics: bool = True,
-    partitions: int = 4,
-    producer_config: dict[str, object] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> ReplayResult:
-    """Produce the replay keyed `EXCHANGE:SYMBOL` (one instrument, one partition, in order) with an idempotent,
-    acks=all producer; returns once the broker confirmed every message (else `k2.kafka.DeliveryError`).
-
-    When trades and quotes share one topic, each message carries a `k2.kind` header.
-    """
-    from k2.kafka import CheckedProducer, ensure_topics, make_producer
-
-    wanted = {kind: topics[kind] for kind in replay.request.kinds}
-    if create_topics:
-        ensure_topics(bootstrap, sorted(set(wanted.values())), partitions)
-    shared = len(set(wanted.values())) < len(wanted)
-    headers = {kind: [("k2.kind", kind.encode())] for kind in KINDS} if shared else dict.fromkeys(KINDS)
-    producer = CheckedProducer(make_producer(bootstrap, **(producer_config or {})))
-    pacer = Pacer(speed, clock=clock, sleep=sleep)
-    produce, poll = producer.produce, producer.producer.poll
-    started = clock()
-    sent = 0
-    for chunk in replay.chunks(wire=True):
-        kinds, keys, values = (chunk.column(name).to_pylist() for name in ("kind", "key", "value"))
-        times = chunk.column("timestamp").to_pylist() if pacer.speed is not None else None
-        for i, kind in enumerate(kinds):
-            if times is not None:
-                pacer.wait(times[i])
-            produce(wanted[kind], values[i], keys[i], headers[kind])
-            sent += 1
-            if sent % 10_000 == 0:
-                poll(0)
-                if progress:
-                    progress(sent)
-        poll(0)
-        if progress:
-            progress(sent)
-    delivered = producer.flush()
-    return ReplayResult(delivered, clock() - started, wanted)
-
-
-def describe(replay: Replay) -> str:
-    request = replay.request
-    span = " .. ".join(to_datetime(t).isoformat() if t is not None else "open" for t in (request.start, request.end))
-    return f"replay {','.join(request.kinds)} [{span}) snapshots {replay.snapshot_ids}"
