@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+from litestar import Response
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 
+from api.formats import python_rows, respond
 from api.types import Meta, Tail
-from k2.query import Freshness, LatestIndex, QueryEngine, parse_time
+from k2.query import Freshness, LatestIndex, Page, QueryEngine, parse_time
 
 Engine = NamedDependency[QueryEngine]
 Indexes = NamedDependency[dict[str, LatestIndex]]
@@ -48,3 +50,13 @@ def meta(freshness: Freshness, count: int, next_cursor: str | None = None) -> Me
 
 def as_of_time(text: str | None) -> int | None:
     return parse_time(text, "as_of")
+
+
+def page_response(fmt: str, page: Page, page_type: type, row_type: type, **fields: object) -> Response:
+    """A query page in the negotiated format: JSON as `page_type(data=[row_type, ...], meta=..., **fields)`,
+    any other format as the Arrow rows themselves with the freshness in `X-K2-*` headers."""
+    info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
+    body = None
+    if fmt == "json":
+        body = page_type(data=msgspec.convert(python_rows(page.rows), list[row_type]), meta=info, **fields)
+    return respond(fmt, page.rows, body, info)

@@ -22,6 +22,7 @@ from api.controllers.common import (
     Symbols,
     as_of_time,
     meta,
+    page_response,
 )
 from api.formats import negotiate, python_rows, respond
 from api.types import AsOfPage, Bar, BarsPage, Instrument, InstrumentsPage, Latest, LatestPage, TradeWithQuote
@@ -84,12 +85,7 @@ class BarsController(Controller):
             as_of=as_of_time(as_of),
             realtime=freshness == "realtime",
         )
-        info = meta(page.freshness, page.rows.num_rows)
-        body = None
-        if fmt == "json":
-            data = msgspec.convert(page.rows.to_pylist(), list[Bar])
-            body = BarsPage(data=data, meta=info, exchange=exchange, timezone=zone, interval=step.text)
-        return respond(fmt, page.rows, body, info)
+        return page_response(fmt, page, BarsPage, Bar, exchange=exchange, timezone=zone, interval=step.text)
 
 
 class LatestController(Controller):
@@ -160,12 +156,7 @@ class AsOfController(Controller):
             limit=limit,
             as_of=as_of_time(as_of),
         )
-        info = meta(page.freshness, page.rows.num_rows)
-        body = None
-        if fmt == "json":
-            data = msgspec.convert(page.rows.to_pylist(), list[TradeWithQuote])
-            body = AsOfPage(data=data, meta=info, quotes=meta(quotes, page.rows.num_rows))
-        return respond(fmt, page.rows, body, info)
+        return page_response(fmt, page, AsOfPage, TradeWithQuote, quotes=meta(quotes, page.rows.num_rows))
 
 
 class SymbolsController(Controller):

@@ -8,8 +8,8 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
-from api.controllers.common import End, Engine, Exchange, Format, Limit, Start, Symbols, meta
-from api.formats import negotiate, respond
+from api.controllers.common import End, Engine, Exchange, Format, Limit, Start, Symbols, page_response
+from api.formats import negotiate
 from api.types import DeadLetter, DeadLettersPage, GapsPage, SequenceGap, Snapshot, SnapshotsPage
 from k2.catalog import TABLE_NAMES
 from k2.query import dead_letters, sequence_gaps, snapshots
@@ -50,11 +50,7 @@ class GapsController(Controller):
         fmt = negotiate(request, format)
         lo, hi = time_range(start, end)
         page = sequence_gaps(engine, symbols=parse_list(symbol), exchange=exchange, start=lo, end=hi, limit=limit)
-        info = meta(page.freshness, page.rows.num_rows)
-        body = None
-        if fmt == "json":
-            body = GapsPage(data=msgspec.convert(page.rows.to_pylist(), list[SequenceGap]), meta=info)
-        return respond(fmt, page.rows, body, info)
+        return page_response(fmt, page, GapsPage, SequenceGap)
 
 
 class DeadLettersController(Controller):
@@ -77,8 +73,4 @@ class DeadLettersController(Controller):
         fmt = negotiate(request, format)
         lo, hi = time_range(start, end)
         page = dead_letters(engine, reason=reason, topic=topic, start=lo, end=hi, limit=limit)
-        info = meta(page.freshness, page.rows.num_rows)
-        body = None
-        if fmt == "json":
-            body = DeadLettersPage(data=msgspec.convert(page.rows.to_pylist(), list[DeadLetter]), meta=info)
-        return respond(fmt, page.rows, body, info)
+        return page_response(fmt, page, DeadLettersPage, DeadLetter)

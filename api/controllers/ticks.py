@@ -2,7 +2,6 @@
 
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
@@ -18,9 +17,9 @@ from api.controllers.common import (
     Start,
     Symbols,
     as_of_time,
-    meta,
+    page_response,
 )
-from api.formats import negotiate, python_rows, respond
+from api.formats import negotiate
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
 from k2.catalog import QUOTES, TRADES
 from k2.query import FIELDS, ticks_between
@@ -66,11 +65,7 @@ def tick_controller(name: str, page_type: type, row_type: type, summary: str, de
             as_of=as_of_time(as_of),
             realtime=freshness == "realtime",
         )
-        info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
-        body = None
-        if fmt == "json":
-            body = page_type(data=msgspec.convert(python_rows(page.rows), list[row_type]), meta=info)
-        return respond(fmt, page.rows, body, info)
+        return page_response(fmt, page, page_type, row_type)
 
     return type(f"{name.title()}Controller", (Controller,), {"path": f"/{name}", "tags": ("ticks",), name: handler})
 
