@@ -5,7 +5,7 @@ REPORTS := reports
 export K2_DATA_DIR ?= $(CURDIR)/.k2
 
 .PHONY: help uv install demo ingest summary test test-unit test-rest bench bench-ci lint format \
-        kafka-fetch kafka-up kafka-down kafka-status clean
+        system-deps kafka-fetch kafka-up kafka-down kafka-status clean
 
 help:
 	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
@@ -27,7 +27,7 @@ ingest: install
 summary: install
 	$(RUN) k2 summary
 
-test: install kafka-fetch lint test-unit test-rest bench-ci
+test: install kafka-fetch system-deps lint test-unit test-rest bench-ci
 
 test-unit:
 	@mkdir -p $(REPORTS)
@@ -57,6 +57,9 @@ lint:
 format:
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+system-deps:
+	scripts/system_deps.sh
 
 kafka-fetch: install
 	$(RUN) python scripts/local_kafka.py fetch
