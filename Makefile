@@ -5,7 +5,7 @@ REPORTS := reports
 export K2_DATA_DIR ?= $(CURDIR)/.k2
 
 .PHONY: help uv install demo ingest summary test test-unit test-rest bench bench-ci lint format \
-        system-deps kafka-fetch kafka-up kafka-down kafka-status clean
+        system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean
 
 help:
 	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
@@ -15,8 +15,18 @@ help:
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
-install: uv
+install: uv page-assets
 	$(UV) sync --frozen --compile-bytecode  # compiled once here: every flow process (tests restart many) starts faster
+
+# The page's chart library, from the npm registry at the locked version; the API serves it from its own origin.
+# Rebuilt only when the lock file changes.
+CHART_LIBRARY := api/page/vendor/lightweight-charts.standalone.production.js
+page-assets: $(CHART_LIBRARY)
+
+$(CHART_LIBRARY): api/page/package.json api/page/package-lock.json
+	cd api/page && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(@D)
+	cp api/page/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $@
 
 demo: install kafka-fetch
 	UV=$(UV) scripts/demo.sh

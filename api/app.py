@@ -24,6 +24,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from api.auth import ApiKeys, rate_limit_identity, require_api_key
 from api.controllers.health import HealthController
 from api.controllers.market import AsOfController, BarsController, LatestController, SymbolsController
+from api.controllers.page import page_router
 from api.controllers.records import DeadLettersController, GapsController, SnapshotsController
 from api.controllers.replay import ReplayController
 from api.controllers.ticks import QuotesController, TradesController
@@ -31,7 +32,7 @@ from k2.config import Settings, load_settings
 from k2.hybrid import start_follower
 from k2.query import LatestIndex, QueryEngine, QueryError, QueryFailed, latest_indexes
 
-OPEN_PATHS = ["/health", "/ready", "/metrics", "/schema"]
+OPEN_PATHS = ["/health", "/ready", "/metrics", "/schema", "/page"]  # no key, no rate limit, not measured
 
 
 class MetricsController(PrometheusController):
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
         },
     )
     return Litestar(
-        route_handlers=[v1, HealthController, MetricsController],
+        route_handlers=[v1, HealthController, MetricsController, page_router()],
         lifespan=[lifespan],
         state=State({"api_keys": ApiKeys(settings.api_keys), "settings": settings}),
         dependencies={
