@@ -2,6 +2,8 @@
 
 Run: `python -m bytewax.run flows.ingest` (settings from `K2_*` environment variables).
 Every item is a batch of one source partition; steps keyed by partition keep per-instrument state together.
+`flow` is built on first access (what bytewax.run does), so importing `build_flow` starts no metrics server and
+leaves logging alone.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from k2.batch import IngestBatch, RawBatch
 from k2.columnar import to_arrow
 from k2.config import Settings, load_settings
 from k2.kafka import DeadLetterTopicSink, KafkaSource, ensure_topics
+from k2.logs import configure_logging
+from k2.metrics import serve_metrics
 from k2.sink import COMMITTER, IcebergSink, start_offsets
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
-from k2.steps import dedupe, sequence_check, tune_gc
+from k2.steps import dedupe, observe, sequence_check, tune_gc
 from k2.validate import Rules, validate_batch
 
 
@@ -37,6 +41,7 @@ def build_flow(
     by_partition = op.key_on("by_partition", validated, lambda batch: batch.key)
     checked = op.stateful("sequence_check", by_partition, sequence_check(settings))
     clean = op.stateful("dedupe", checked, dedupe(settings))
+    op.inspect("observe", clean, observe)
     if dead_letter_sink is not None:
         dead_letters = op.flat_map("dead_letters", clean, lambda keyed: keyed[1].dead_letters)
         op.output("dead_letter_out", dead_letters, dead_letter_sink)
@@ -77,8 +82,14 @@ def default_dead_letter_sink(settings: Settings) -> Sink | None:
 
 def _flow_from_environment() -> Dataflow:
     settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
     tune_gc()
     return build_flow(default_source(settings), settings, dead_letter_sink=default_dead_letter_sink(settings))
 
 
-flow = _flow_from_environment()
+def __getattr__(name: str) -> Dataflow:
+    if name == "flow":
+        built = globals()["flow"] = _flow_from_environment()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ import msgspec
 ENV_PREFIX = "K2_"
 
 SourceName = Literal["auto", "synthetic", "file", "kafka"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class ConfigError(ValueError):
@@ -76,9 +77,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     query_max_rows: int = 100_000  # the largest page or bar count one request may ask for
     realtime_max_messages: int = 500_000  # the Kafka tail held for realtime queries (beyond it, they say incomplete)
 
+    # Operations
+    metrics_port: int = 9464  # the flow process serves Prometheus metrics here (0: off); the API uses /metrics
+    log_format: Literal["json", "text"] = "json"  # JSON lines for collectors; text for a terminal
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR (any case); DEBUG adds a line per source batch
+
     def __post_init__(self) -> None:
         if self.source == "auto":
             msgspec.structs.force_setattr(self, "source", "kafka" if self.kafka_bootstrap else "synthetic")
+        msgspec.structs.force_setattr(self, "log_level", self.log_level.upper())
         problems = []
         for name in (
             "batch_size",
@@ -96,6 +103,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 problems.append(f"{env_name(name)} must be positive")
         if not 0 < self.api_port < 65536:
             problems.append(f"{env_name('api_port')} must be a TCP port")
+        if not 0 <= self.metrics_port < 65536:
+            problems.append(f"{env_name('metrics_port')} must be a TCP port, or 0 for off")
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}")
         for name in ("api_rate_limit", "query_refresh_seconds"):
             if getattr(self, name) < 0:
                 problems.append(f"{env_name(name)} must not be negative")

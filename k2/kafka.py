@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from k2.batch import RawBatch, position_key
+from k2.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from k2.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,9 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._next = start
         self._end = None if tail else high
         self._awake: datetime | None = None
+        self._position = TopicPartition(topic, partition)
+        self._lag = CONSUMER_LAG.labels(topic, str(partition))
+        self._lag.set(max(high - start, 0))
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
     def next_batch(self) -> list[RawBatch]:
@@ -193,6 +197,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             messages = [m for m in messages if not _end_of_partition(m)]
         if not messages:
             self._awake = datetime.now(UTC) + IDLE_POLL
+            self._update_lag()
             return []
         self._awake = None
         # Column-wise, one pass per field: this runs for every message.
@@ -200,7 +205,14 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         values = [m.value() or b"" for m in messages]
         timestamps = [m.timestamp()[1] * 1_000 for m in messages]  # ms -> µs
         self._next = offsets[-1] + 1
+        self._update_lag()
         return [RawBatch(self.topic, self.partition, offsets, values, timestamps)]
+
+    def _update_lag(self) -> None:
+        # The high watermark librdkafka cached from its last fetch response: no broker round trip.
+        high = self._consumer.get_watermark_offsets(self._position, cached=True)[1]
+        if high >= 0:  # -1 until the first fetch response
+            self._lag.set(max(high - self._next, 0))
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -267,7 +279,12 @@ class _DeadLetterWriter(StatelessSinkPartition[DeadLetter]):
             ]
             self.producer.produce(self.topic, dead.raw, instrument_key(dead.raw), headers)
         if items:
-            self.producer.flush()  # delivery confirmed before the batch counts as written
+            try:
+                self.producer.flush()  # delivery confirmed before the batch counts as written
+            except DeliveryError:
+                DLQ_MESSAGES.labels("failed").inc(len(items))
+                raise
+            DLQ_MESSAGES.labels("delivered").inc(len(items))
 
     def close(self) -> None:
         self.producer.flush()

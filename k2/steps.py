@@ -7,6 +7,7 @@ seconds. These steps snapshot their state as msgpack bytes instead (one C-level 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,7 +19,10 @@ from bytewax.operators import StatefulLogic
 from k2.batch import IngestBatch
 from k2.config import Settings
 from k2.dedupe import Deduper
+from k2.metrics import record_batch
 from k2.sequence import SequenceTracker
+
+log = logging.getLogger(__name__)
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
@@ -58,6 +62,34 @@ def dedupe(settings: Settings) -> Callable[[bytes | None], StatefulLogic]:
         return _PartitionStep(deduper.recent, deduper.dedupe_batch, resume)
 
     return build
+
+
+def observe(step_id: str, keyed: tuple[str, IngestBatch]) -> None:
+    """Metrics for a checked batch, and (at debug level) a line naming its source positions and outcome."""
+    batch = keyed[1]
+    record_batch(batch)
+    if log.isEnabledFor(logging.DEBUG) and batch.source_offsets:
+        log.debug(
+            "batch %s offsets %s..%s: %s in, %s rows, %s dead letters, %s duplicates",
+            batch.key,
+            batch.first_offset,
+            batch.next_offset - 1,
+            batch.messages_in,
+            len(batch.records),
+            len(batch.dead_letters),
+            batch.duplicates,
+            extra={
+                "topic": batch.topic,
+                "partition": batch.partition,
+                "first_offset": batch.first_offset,
+                "next_offset": batch.next_offset,
+                "messages": batch.messages_in,
+                "rows": len(batch.records),
+                "dead_letters": len(batch.dead_letters),
+                "duplicates": batch.duplicates,
+                "sequence_events": len(batch.sequence_events),
+            },
+        )
 
 
 def tune_gc() -> None:
