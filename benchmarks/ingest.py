@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bytewax.testing import TestingSource, cluster_main, run_main
 
+from benchmarks.run_info import recorded
 from flows.ingest import build_flow
 from k2.batch import RawBatch
 from k2.catalog import TABLE_NAMES, open_catalog
@@ -111,6 +112,7 @@ def main() -> None:
 
     result = {
         "benchmark": "ingest",
+        "recorded": recorded(),
         "messages": sent,
         "batch_size": args.batch_size,
         "epoch_seconds": args.epoch_seconds,

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
+from benchmarks.run_info import recorded  # noqa: E402
 from k2.batch import RawBatch  # noqa: E402
 from k2.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
 from k2.config import load_settings  # noqa: E402
@@ -220,6 +221,7 @@ def main() -> None:
         )
     result = {
         "benchmark": "kafka_ingest",
+        "recorded": recorded(),
         "messages": total,
         "plain_msgs_per_s": plain,
         "flow_msgs_per_s": flow,

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bytewax.testing import run_main  # noqa: E402
 
 from benchmarks.kafka_ingest import broker  # noqa: E402
+from benchmarks.run_info import recorded  # noqa: E402
 from flows.ingest import build_flow, default_source  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     added = {name: round(figures[f"{name}_rt"]["p95_ms"] - figures[name]["p95_ms"], 3) for name in ("trades", "latest")}
     report = {
         "benchmark": "realtime",
+        "recorded": recorded(),
         "committed_messages": args.committed,
         "tail_messages": args.tail,
         "committed_trade_rows": committed_rows,

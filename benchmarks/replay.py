@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bytewax.testing import TestingSource, run_main  # noqa: E402
 
 from benchmarks.kafka_ingest import broker  # noqa: E402
+from benchmarks.run_info import recorded  # noqa: E402
 from flows.ingest import build_flow  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
@@ -152,6 +153,7 @@ def main() -> None:
 
     report = {
         "benchmark": "replay",
+        "recorded": recorded(),
         "rows": rows,
         "rounds": args.rounds,
         "data_files": files,
