@@ -1,18 +1,24 @@
 """Seams: the Kafka position each Iceberg table has committed up to, recorded in its snapshots' summaries.
 
 Every data commit stores `k2.kafka.offsets` = `{"<topic>/<partition>": next offset}`. Maintenance snapshots
-(compaction, expiry) carry none, so a table's seam at a snapshot is the one recorded by it or its nearest ancestor.
+(compaction, manifest rewrites) carry none, so a table's seam at a snapshot is the one recorded by it or its nearest
+ancestor; snapshot expiry keeps that ancestor (see `k2.maintenance`).
+
+Commits also record per-partition counters (`k2.messages`, `k2.duplicates`) that conservation sums over snapshots.
+Expiring snapshots would lose their counts, so expiry adds them to a table property `k2.carried.<counter>` in the
+same metadata commit that removes the snapshots: the sum over the table stays exact, atomically.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 OFFSETS_PROPERTY = "k2.kafka.offsets"
+CARRIED_PREFIX = "k2.carried."  # table property prefix: counters of snapshots that expiry removed
 
 
 def seam_of(table: Table, snapshot: Snapshot | None) -> dict[str, int]:
@@ -37,3 +43,34 @@ def lowest(seams: Iterable[dict[str, int]]) -> dict[str, int]:
     seams = list(seams)
     keys = set().union(*seams)
     return {key: min(seam.get(key, 0) for seam in seams) for key in keys}
+
+
+def carried_property(prop: str) -> str:
+    """The table property holding the totals of `prop` from expired snapshots."""
+    return CARRIED_PREFIX + prop
+
+
+def counter_of(snapshot: Snapshot) -> Callable[[str], dict[str, int]]:
+    """`prop -> {partition: count}` as recorded in one snapshot's summary (empty when absent)."""
+
+    def read(prop: str) -> dict[str, int]:
+        value = snapshot.summary.additional_properties.get(prop) if snapshot.summary else None
+        return {key: int(count) for key, count in json.loads(value).items()} if value else {}
+
+    return read
+
+
+def add_counts(totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
+    for key, count in counts.items():
+        totals[key] = totals.get(key, 0) + count
+    return totals
+
+
+def summed_property(table: Table, prop: str) -> dict[str, int]:
+    """A per-partition counter (e.g. `k2.messages`) added up over the table's whole history: the live snapshots
+    plus what expiry carried into the table's properties."""
+    carried = table.properties.get(carried_property(prop))
+    totals = {key: int(count) for key, count in json.loads(carried).items()} if carried else {}
+    for snapshot in table.snapshots():
+        add_counts(totals, counter_of(snapshot)(prop))
+    return totals
