@@ -30,7 +30,7 @@ export function rememberKey(key) {
 }
 
 export async function getJson(path, params, key) {
-  if (!key) throw new ApiError(401, "Enter an API key above to load data.");
+  if (!key) throw new ApiError(401, "The API needs a key: enter it above.");
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(params || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
