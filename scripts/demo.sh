@@ -63,6 +63,7 @@ show "/v1/trades?symbol=MWR&start=2014-03-10&end=2014-03-11&limit=3&fields=times
 show "/v1/asof?symbol=DVN&start=2014-03-10&limit=2&tolerance_ms=60000"
 show "/v1/dead-letters?limit=2"
 echo
+echo "The page (candlesticks, latest quote, gap report): $base/?key=$key"
 echo "API docs: $base/schema (OpenAPI at $base/schema/openapi.json); metrics: $base/metrics"
 if [ "${K2_DEMO_SERVE:-1}" = "1" ]; then
   echo "Serving until Ctrl-C."
