@@ -16,8 +16,9 @@ import msgspec
 
 LogFormat = Literal["json", "text"]
 
-# Everything a LogRecord carries by itself; any other attribute came in through `extra=`.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Everything a LogRecord carries by itself; any other attribute came in through `extra=`. uvicorn adds
+# `color_message`, the message again with terminal colour codes.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 def extras(record: logging.LogRecord) -> dict[str, object]:
@@ -69,7 +70,16 @@ def _rfc3339(created: float) -> str:
 
 
 def configure_logging(format: LogFormat = "json", level: str | int = "INFO", stream: TextIO | None = None) -> None:
-    """One handler on the root logger (replacing any), so every library's records come out in one format."""
+    """One handler on the root logger (replacing any), so every library's records come out in one format.
+
+    Loggers that brought their own handlers (Litestar configures `litestar` with one when an app is built) are
+    routed to the root handler too; call this after such a library has set itself up.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLinesFormatter() if format == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            for own in list(logger.handlers):
+                logger.removeHandler(own)
+            logger.propagate = True

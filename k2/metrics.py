@@ -47,15 +47,17 @@ DLQ_MESSAGES = Counter(
     "k2_kafka_dlq_messages", "Dead letters sent to the DLQ topic, by outcome (delivered | failed)", ["outcome"]
 )
 
-# The flow's steps; per source partition (bounded: the topics' partitions), per message kind (trade | quote)
-MESSAGES_IN = Counter("k2_ingest_messages", "Messages read from the source", ["topic", "partition"])
+# The flow's steps, by message kind (trade | quote) and, where it helps to find a bad partition, by source
+# partition (the topic determines the kind, so `kind` adds no series; it lets rules divide by kind).
+PARTITION_LABELS = ("kind", "topic", "partition")
+MESSAGES_IN = Counter("k2_ingest_messages", "Messages read from the source", PARTITION_LABELS)
 MESSAGES_VALID = Counter(
-    "k2_ingest_valid_messages", "Messages that passed validation (rows + duplicates)", ["topic", "partition"]
+    "k2_ingest_valid_messages", "Messages that passed validation (rows + duplicates)", PARTITION_LABELS
 )
 DEAD_LETTERS = Counter(
     "k2_ingest_dead_letters", "Messages rejected by validation, by reason (bounded by the schema)", ["kind", "reason"]
 )
-DUPLICATES = Counter("k2_ingest_duplicates", "Valid messages dropped as duplicates", ["topic", "partition"])
+DUPLICATES = Counter("k2_ingest_duplicates", "Valid messages dropped as duplicates", PARTITION_LABELS)
 SEQUENCE_EVENTS = Counter(
     "k2_ingest_sequence_events", "Breaks in an instrument's sequence, by event (gap | reset)", ["kind", "event"]
 )
@@ -75,12 +77,12 @@ def record_batch(batch: IngestBatch) -> None:
 
     Conservation holds per batch: messages in = valid + dead letters, valid = rows + duplicates.
     """
-    topic, partition = batch.topic, str(batch.partition)
+    position = (batch.kind, batch.topic, str(batch.partition))
     messages, dead = batch.messages_in, len(batch.dead_letters)
-    MESSAGES_IN.labels(topic, partition).inc(messages)
-    MESSAGES_VALID.labels(topic, partition).inc(messages - dead)
+    MESSAGES_IN.labels(*position).inc(messages)
+    MESSAGES_VALID.labels(*position).inc(messages - dead)
     if batch.duplicate_offsets:
-        DUPLICATES.labels(topic, partition).inc(len(batch.duplicate_offsets))
+        DUPLICATES.labels(*position).inc(len(batch.duplicate_offsets))
     BATCH_MESSAGES.labels(batch.kind).observe(messages)
     if dead:  # rare: a loop over the dead letters only
         for reason, count in Tally(letter.reason for letter in batch.dead_letters).items():
