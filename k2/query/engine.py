@@ -240,8 +240,8 @@ class QueryEngine:
                 cursor.register(f"arrow_{alias}", data)
                 registered.append(sources.setdefault(alias, f"arrow_{alias}"))
             return cursor.sql(sql.format(**sources), params=params).to_arrow_table()
-        except duckdb.Error as exc:
-            raise QueryFailed(f"query on {', '.join(s.name for s in scans.values())} failed: {exc}") from exc
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:  # DuckDB's reader, or pyarrow's via pyiceberg
+            raise _failure(cursor, scans, exc) from exc
         finally:
             for view in registered:  # registered Arrow data would otherwise live as long as the thread
                 cursor.unregister(view)
@@ -285,7 +285,49 @@ class QueryEngine:
 
 
 class QueryFailed(RuntimeError):
-    """DuckDB or storage failed on data we planned (a broken file, storage down): a server-side error."""
+    """DuckDB or storage failed on data we planned (a broken file, storage down): a server-side error.
+
+    `path` is the data file found unreadable, when the failure comes down to one.
+    """
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+# Errors in our own SQL text: no data file is to blame, so none is looked for.
+_SQL_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+
+
+def _failure(cursor: duckdb.DuckDBPyConnection, scans: dict[str, Scan], exc: Exception) -> QueryFailed:
+    """The error to report: it names the unreadable data file when there is one.
+
+    DuckDB names the file only for some damage (a missing footer); a broken page deep inside says just
+    "Corrupted file?". Then every local file the query read is read whole, one at a time, until one fails: costly,
+    but only on this path, and an operator learns which file to restore instead of which query broke.
+    """
+    names = ", ".join(scan.name for scan in scans.values())
+    if isinstance(exc, _SQL_ERRORS):
+        return QueryFailed(f"query on {names} failed: {exc}")
+    paths = [entry.path for scan in scans.values() for entry in scan.files]
+    text = str(exc)
+    found = next(((path, text) for path in paths if _local_path(path) in text), None)
+    found = found or _first_unreadable(cursor, [path for path in paths if _local(path)])
+    if found is None:
+        return QueryFailed(f"query on {names} failed: {exc}")
+    path, reason = found
+    return QueryFailed(f"query on {names} failed: data file {path} is unreadable: {reason}", path=path)
+
+
+def _first_unreadable(cursor: duckdb.DuckDBPyConnection, paths: list[str]) -> tuple[str, str] | None:
+    for path in paths:
+        try:
+            rows = cursor.sql("SELECT * FROM read_parquet($file)", params={"file": _local_path(path)})
+            for _ in rows.to_arrow_reader():  # streamed: every page decoded, none kept
+                pass
+        except duckdb.Error as exc:
+            return path, str(exc)
+    return None
 
 
 def _local(path: str) -> bool:
