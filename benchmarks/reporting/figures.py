@@ -1,0 +1,268 @@
+"""Figures and targets out of each benchmark's JSON report, one reader per benchmark.
+
+A reader takes the parsed JSON and returns (size, figures, targets); a missing key raises, so a benchmark whose
+output changed shape breaks the report loudly instead of dropping a figure. Ratios are computed here from the raw
+figures (not the benchmarks' rounded ones), so a small ratio keeps its precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.reporting.model import Figure, Target
+
+Reader = Callable[[str, str, dict[str, Any]], tuple[str, list[Figure], list[Target]]]
+MB = 1_000_000  # the issues state memory targets in MB
+
+
+def spread(ratios: list[float]) -> float | None:
+    """Relative half-range of per-round ratios: how much this run alone moved."""
+    if len(ratios) < 2:
+        return None
+    low, high = min(ratios), max(ratios)
+    return (high - low) / (high + low)
+
+
+def ingest(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    size = f"{d['messages']:,} messages, {d['rounds']} rounds, epoch {d['epoch_seconds']} s, {d['workers']} worker(s)"
+    flow = Figure(
+        f"{stem}.flow_vs_plain",
+        file,
+        "In-memory ingest: flow into Iceberg vs plain loop",
+        "msgs/s",
+        d["flow_msgs_per_s"],
+        "flow",
+        d["plain_msgs_per_s"],
+        "plain loop",
+        paired_ratio=d["ratio"],
+    )
+    targets = [
+        Target(f"{stem}.flow_rate", file, "flow >= 150,000 msgs/s", d["flow_msgs_per_s"], 150_000, False, "msgs/s"),
+        Target(f"{stem}.flow_ratio", file, "flow >= 0.5x plain loop", d["ratio"], 0.5, False, "x"),
+    ]
+    return size, [flow], targets
+
+
+def kafka_ingest(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    latency = d["latency"]
+    size = f"{d['messages']:,} messages; latency at {latency['rate']:,} msgs/s ({latency['messages']:,} sent)"
+    flow_rate, plain_rate = d["flow_msgs_per_s"], d["plain_msgs_per_s"]
+    figures = [
+        Figure(
+            f"{stem}.flow_vs_plain",
+            file,
+            "Kafka ingest: flow process vs plain consume + validate loop",
+            "msgs/s",
+            flow_rate,
+            "flow",
+            plain_rate,
+            "plain consume loop",
+        ),
+        Figure(
+            f"{stem}.flow_peak_rss",
+            file,
+            "Kafka ingest: flow process peak RSS",
+            "MB",
+            d["flow_peak_rss_bytes"] / MB,
+            "peak RSS",
+            lower_is_better=True,
+        ),
+    ]
+    rss_mb = d["flow_peak_rss_bytes"] / MB
+    targets = [
+        Target(f"{stem}.flow_rate", file, "flow >= 150,000 msgs/s", flow_rate, 150_000, False, "msgs/s"),
+        Target(f"{stem}.flow_ratio", file, "flow >= 0.5x plain consume", flow_rate / plain_rate, 0.5, False, "x"),
+        Target(f"{stem}.rss", file, "flow peak RSS <= 400 MB", rss_mb, 400, True, "MB"),
+        Target(f"{stem}.latency_p99", file, "produce->committed p99 <= 2 s", latency["p99_s"], 2.0, True, "s"),
+    ]
+    return size, figures, targets
+
+
+QUERY_TARGETS = {  # the query benchmark checks these itself; the report shows them with the rest
+    "point_p95_ms": ("point p95 <= {limit:g} ms", "ms"),
+    "point_p95_vs_floor": ("point p95 <= {limit:g}x the DuckDB floor", "x"),
+    "bars_p95_ms": ("bars p95 <= {limit:g} ms", "ms"),
+    "api_point_p95_ms": ("API point p95 <= {limit:g} ms at 16 clients", "ms"),
+}
+QUERY_TITLES = {
+    "point": "Point query (1 symbol, 1 minute)",
+    "bars": "1-minute bars (1 symbol-day)",
+    "latest": "Latest trade per symbol",
+}
+
+
+def query(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    p, t, m = d["parameters"], d["table"], d["measurements"]
+    size = (
+        f"{t['rows']:,} rows in {t['files']} files / {t['row_groups']} row groups, {p['queries']} queries, "
+        f"{p['clients']} API clients{' (quick)' if p['quick'] else ''}"
+    )
+    figures = []
+    for query_name, title in QUERY_TITLES.items():
+        floor = m[query_name]["duckdb_floor"]
+        methods = ["engine", "pyiceberg"] if query_name != "latest" else ["engine_cold", "engine_warm", "pyiceberg"]
+        for method in methods:
+            for pct in ("p50", "p95"):
+                if query_name == "latest" and pct == "p95":
+                    continue  # the cold scans are 2-3 runs: a p95 of them is their max
+                figures.append(
+                    Figure(
+                        f"{stem}.{query_name}_{method}_{pct}",
+                        file,
+                        f"{title}: {method} vs raw DuckDB floor, {pct}",
+                        "ms",
+                        m[query_name][method][f"{pct}_ms"],
+                        method,
+                        floor[f"{pct}_ms"],
+                        "DuckDB floor",
+                        lower_is_better=True,
+                    )
+                )
+    api, engine = m["api_point"], m["point"]["engine"]
+    clients = api["concurrent"]["clients"]
+    figures += [
+        Figure(
+            f"{stem}.api_point_{pct}",
+            file,
+            f"API point query at {clients} clients vs the engine alone, {pct}",
+            "ms",
+            api["concurrent"][f"{pct}_ms"],
+            f"API, {clients} clients",
+            engine[f"{pct}_ms"],
+            "engine in-process",
+            lower_is_better=True,
+        )
+        for pct in ("p50", "p95")
+    ]
+    figures.append(
+        Figure(
+            f"{stem}.api_peak_rss",
+            file,
+            f"API process peak RSS (after {api['concurrent']['n']:,} requests)",
+            "MB",
+            api["rss_peak_bytes"] / MB,
+            "peak RSS",
+            lower_is_better=True,
+        )
+    )
+    targets = []
+    for name, (description, unit) in QUERY_TARGETS.items():
+        target = d["targets"][name]
+        value, limit = target["value"], target["limit"]
+        targets.append(Target(f"{stem}.{name}", file, description.format(limit=limit), value, limit, True, unit))
+    return size, figures, targets
+
+
+def realtime(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    size = f"{d['committed_messages']:,} committed, {d['tail_messages']:,} in the tail, {d['queries']} queries"
+    lat, limit = d["latency"], d["target"]["realtime_adds_p95_ms_max"]
+    titles = {"trades": "Realtime trades (1 symbol, last minute)", "latest": "Realtime latest (1 symbol)"}
+    figures, targets = [], []
+    for name, title in titles.items():
+        for pct in ("p50", "p95"):
+            value, base = lat[f"{name}_rt"][f"{pct}_ms"], lat[name][f"{pct}_ms"]
+            figures.append(
+                Figure(
+                    f"{stem}.{name}_{pct}",
+                    file,
+                    f"{title} vs Iceberg-only, {pct}",
+                    "ms",
+                    value,
+                    "realtime",
+                    base,
+                    "Iceberg only",
+                    lower_is_better=True,
+                    difference=value - base,
+                )
+            )
+        added = lat[f"{name}_rt"]["p95_ms"] - lat[name]["p95_ms"]
+        description = f"realtime {name} adds <= {limit} ms at p95"
+        targets.append(Target(f"{stem}.{name}_adds", file, description, added, limit, True, "ms"))
+    return size, figures, targets
+
+
+def replay(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    size = f"{d['rows']:,} rows, {d['rounds']} rounds (best of each)"
+    rounds = d.get("all_rounds", {})
+    per_round = [r / p for r, p in zip(rounds.get("replay", []), rounds.get("raw_produce", []), strict=True)]
+    figures = [
+        Figure(
+            f"{stem}.replay_vs_raw_produce",
+            file,
+            "Replay to a topic vs raw produce of the same messages",
+            "rows/s",
+            d["replay_rows_per_s"],
+            "replay",
+            d["raw_produce_rows_per_s"],
+            "raw produce",
+            spread=spread(per_round),
+        ),
+        Figure(
+            f"{stem}.read_encode_vs_raw_produce",
+            file,
+            "Replay read + encode only (no Kafka) vs raw produce",
+            "rows/s",
+            d["read_encode_rows_per_s"],
+            "read + encode",
+            d["raw_produce_rows_per_s"],
+            "raw produce",
+        ),
+    ]
+    return size, figures, []
+
+
+def queryable_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    p = d["parameters"]
+    size = f"{p['rate']:,} msgs/s for {p['seconds']:g} s, {d['probes']:,} probes, epoch {p['epoch_seconds']:g} s"
+    committed = d["produce_to_committed"]
+    paths = {"queryable": "committed snapshot (Iceberg)", "queryable_realtime": "realtime (Iceberg + Kafka tail)"}
+    figures = [
+        Figure(
+            f"{stem}.{name}_{pct}",
+            file,
+            f"Produce -> returned by the query engine, {label}, vs produce -> committed, {pct}",
+            "s",
+            d[f"produce_to_{name}"][f"{pct}_s"],
+            label,
+            committed[f"{pct}_s"],
+            "produce -> committed",
+            lower_is_better=True,
+        )
+        for name, label in paths.items()
+        for pct in ("p50", "p99")
+    ]
+    return size, figures, []
+
+
+def generic(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """A benchmark this report has no reader for (e.g. a new one): its top-level ratios, shown as recorded."""
+    ratios = d.get("ratios") if isinstance(d.get("ratios"), dict) else {}
+    if isinstance(d.get("ratio"), int | float):
+        ratios = {"ratio": d["ratio"], **ratios}
+    figures = [
+        Figure(
+            f"{stem}.{name}",
+            file,
+            f"{d.get('benchmark', stem)}: {name} (as recorded)",
+            "x",
+            float(value),
+            name,
+            lower_is_better=None,
+        )
+        for name, value in ratios.items()
+        if isinstance(value, int | float)
+    ]
+    parameters = d.get("parameters") if isinstance(d.get("parameters"), dict) else {}
+    size = ", ".join(f"{k} {v}" for k, v in parameters.items() if isinstance(v, int | float | str)) or "as recorded"
+    return size, figures, []
+
+
+READERS: dict[str, Reader] = {
+    "ingest": ingest,
+    "kafka_ingest": kafka_ingest,
+    "query": query,
+    "realtime": realtime,
+    "replay": replay,
+    "queryable_latency": queryable_latency,
+}

@@ -1,0 +1,189 @@
+"""The benchmark report builder (benchmarks/report.py) on small benchmark reports shaped as the benchmarks write
+them, plus the committed query/realtime/Kafka reports as they are: ratios against the same-run baseline, targets,
+charts, regression flags beyond the noise band, and a broken run failing loudly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import report as report_cli
+from benchmarks.reporting.regression import NOISE_BAND
+
+pytestmark = pytest.mark.unit
+COMMITTED_REPORTS = Path(__file__).resolve().parents[2] / "benchmarks" / "reports"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def ingest_report(plain: float, flow: float, ratio: float, messages: int = 20_001) -> dict[str, Any]:
+    """What benchmarks/ingest.py writes (the ratio is the median of per-round flow/plain ratios)."""
+    return {
+        "benchmark": "ingest",
+        "recorded": {"generated_at": "2026-11-26T10:00:00+00:00", "commit": "abc123", "python": "3.11.7", "cpus": 2},
+        "messages": messages,
+        "batch_size": 5000,
+        "epoch_seconds": 1.0,
+        "workers": 1,
+        "rounds": 1,
+        "plain_msgs_per_s": plain,
+        "flow_msgs_per_s": flow,
+        "ratio": ratio,
+        "landed": {"trades": 9980, "quotes": 9950, "dead_letters": 20, "sequence_gaps": 31},
+        "injected": {"invalid": 20, "duplicates": 40, "gaps": 10, "reordered": 20},
+        "machine": {"python": "3.11.7", "cpus": 2, "platform": "Linux"},
+    }
+
+
+def replay_report(raw: list[float], replay: list[float]) -> dict[str, Any]:
+    """What benchmarks/replay.py writes: best of the rounds, and every round."""
+    return {
+        "benchmark": "replay",
+        "rows": 20_000,
+        "rounds": len(raw),
+        "data_files": 2,
+        "chunk_rows": 50_000,
+        "fill_seconds": 1.2,
+        "raw_produce_rows_per_s": max(raw),
+        "replay_rows_per_s": max(replay),
+        "ratio": max(replay) / max(raw),
+        "read_encode_rows_per_s": 150_000.0,
+        "all_rounds": {"raw_produce": raw, "replay": replay, "read_encode": [150_000.0] * len(raw)},
+        "machine": {"python": "3.11.7", "cpus": 2, "platform": "Linux"},
+    }
+
+
+def write_run(directory: Path, reports: dict[str, dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in reports.items():
+        (directory / f"{name}.json").write_text(json.dumps(data))
+    return directory
+
+
+def build(run: Path, out: Path, previous: str = "none", *extra: str) -> tuple[int, dict[str, Any]]:
+    code = report_cli.main(["--from", str(run), "--out-dir", str(out), "--previous", previous, *extra])
+    written = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+    return code, written
+
+
+def previous_of(run: Path, path: Path | None = None) -> dict[str, Any]:
+    """The report.json a run would write, without charts (drawing is the slow part): the previous report."""
+    data = {**report_cli.assemble(run, None).data, "origin": "test"}
+    if path is not None:
+        path.write_text(json.dumps(data))
+    return data
+
+
+def figures_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["id"]: f for f in report["figures"]}
+
+
+def test_figures_ratios_targets_and_charts_with_no_previous_report(tmp_path: Path) -> None:
+    run = write_run(
+        tmp_path / "run",
+        {"ingest": ingest_report(200_000, 110_000, 0.52), "replay": replay_report([100_000.0], [70_000.0])},
+    )
+    for name in ("query", "realtime", "kafka_ingest"):  # the committed runs, as the benchmarks wrote them
+        shutil.copy(COMMITTED_REPORTS / f"{name}.json", run / f"{name}.json")
+
+    code, report = build(run, tmp_path / "out")
+
+    assert code == 0
+    figures = figures_of(report)
+    # The ingest ratio is the benchmark's paired one (median per round), not a ratio of the two medians.
+    assert figures["ingest.flow_vs_plain"]["ratio"] == pytest.approx(0.52)
+    assert figures["replay.replay_vs_raw_produce"]["ratio"] == pytest.approx(0.7)
+    query = json.loads((COMMITTED_REPORTS / "query.json").read_text())["measurements"]["point"]
+    point = figures["query.point_engine_p95"]
+    assert point["ratio"] == pytest.approx(query["engine"]["p95_ms"] / query["duckdb_floor"]["p95_ms"])
+    realtime = figures["realtime.trades_p95"]
+    assert realtime["difference"] == pytest.approx(realtime["value"] - realtime["baseline"])
+    rss = figures["kafka_ingest.flow_peak_rss"]
+    assert rss["baseline"] is None and rss["compared"] == rss["value"] > 0  # no same-run baseline: the value
+
+    targets = {t["id"]: t for t in report["targets"]}
+    assert not targets["ingest.flow_rate"]["met"]  # 110,000 < 150,000 msgs/s
+    assert targets["ingest.flow_ratio"]["met"]  # 0.52 >= 0.5
+    assert {s["file"]: s["recorded_at"] for s in report["sources"]}["ingest.json"] == "2026-11-26T10:00:00+00:00"
+
+    assert report["comparison"] is None
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "No previous report: nothing was compared." in markdown
+    assert "| flow >= 0.5x plain loop | 0.52 x | yes | ingest.json |" in markdown
+    charts = sorted((tmp_path / "out" / "charts").glob("*.png"))
+    assert {p.stem for p in charts} >= {"ratios", "throughput_ingest", "throughput_replay", "latency_queries", "memory"}
+    assert all(p.read_bytes().startswith(PNG) for p in charts)
+    assert all(f"](charts/{p.name})" in markdown for p in charts)
+
+
+def test_change_beyond_the_band_is_flagged_and_printed_but_does_not_fail(tmp_path: Path, capsys) -> None:
+    before = write_run(
+        tmp_path / "before",
+        {"ingest": ingest_report(200_000, 100_000, 0.50), "replay": replay_report([100_000.0], [70_000.0])},
+    )
+    previous = previous_of(before, tmp_path / "previous.json")
+    assert figures_of(previous)["ingest.flow_vs_plain"]["compared"] == 0.50
+    # Ingest: ratio 0.50 -> 0.35, -30% (beyond the band) though both absolute rates rose; replay: -4% (within).
+    after = write_run(
+        tmp_path / "after",
+        {"ingest": ingest_report(400_000, 140_000, 0.35), "replay": replay_report([100_000.0], [67_200.0])},
+    )
+    capsys.readouterr()
+
+    code, report = build(after, tmp_path / "out", str(tmp_path / "previous.json"))
+
+    assert code == 0
+    results = {c["id"]: c for c in report["comparison"]["results"]}
+    assert results["ingest.flow_vs_plain"]["status"] == "regressed"
+    assert results["ingest.flow_vs_plain"]["change"] == pytest.approx(0.35 / 0.50 - 1)
+    assert results["replay.replay_vs_raw_produce"]["status"] == "unchanged"
+    assert results["replay.read_encode_vs_raw_produce"]["status"] == "unchanged"
+    assert "REGRESSED: ingest.flow_vs_plain" in capsys.readouterr().out
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert f"Noise band: ±{NOISE_BAND:.0%}" in markdown
+    assert "**regressed -30.0%" in markdown
+
+
+def test_improvement_spread_and_size_change(tmp_path: Path) -> None:
+    before = write_run(
+        tmp_path / "before",
+        {
+            "ingest": ingest_report(200_000, 100_000, 0.50),
+            "replay": replay_report([100_000.0, 100_000.0], [60_000.0, 80_000.0]),
+        },
+    )
+    previous = previous_of(before)
+    after = write_run(
+        tmp_path / "after",
+        {
+            "ingest": ingest_report(200_000, 100_000, 0.65, messages=1_000_001),  # another size: not compared
+            # Per-round ratios 0.75 and 1.0: this run's own spread (1/7) widens the band to 2/7; +25% stays inside.
+            "replay": replay_report([100_000.0, 100_000.0], [75_000.0, 100_000.0]),
+        },
+    )
+    results = {c["id"]: c for c in report_cli.assemble(after, previous).data["comparison"]["results"]}
+    assert results["ingest.flow_vs_plain"]["status"] == "not comparable"
+    assert "1,000,001 messages" in results["ingest.flow_vs_plain"]["reason"]
+    replay = results["replay.replay_vs_raw_produce"]
+    assert replay["band"] == pytest.approx(2 / 7)
+    assert replay["change"] == pytest.approx(0.25) and replay["status"] == "unchanged"
+
+    faster = write_run(tmp_path / "faster", {"replay": replay_report([100_000.0], [100_000.0])})
+    statuses = {c.id: c.status for c in report_cli.assemble(faster, previous).comparisons}
+    assert statuses["replay.replay_vs_raw_produce"] == "not comparable"  # 1 round then 2: another size
+    assert statuses["replay.read_encode_vs_raw_produce"] == "not comparable"
+
+
+def test_broken_runs_exit_non_zero(tmp_path: Path) -> None:
+    assert build(tmp_path / "missing", tmp_path / "out")[0] == 2
+    assert build(write_run(tmp_path / "empty", {}), tmp_path / "out")[0] == 2
+    shape_changed = ingest_report(200_000, 100_000, 0.5)
+    del shape_changed["plain_msgs_per_s"]
+    assert build(write_run(tmp_path / "bad", {"ingest": shape_changed}), tmp_path / "out")[0] == 2
+
+    good = write_run(tmp_path / "good", {"ingest": ingest_report(200_000, 100_000, 0.5)})
+    assert build(good, tmp_path / "out", "none", "--expect", "ingest")[0] == 0
+    assert build(good, tmp_path / "out", "none", "--expect", "ingest,replay")[0] == 2  # replay did not report
