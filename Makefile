@@ -10,7 +10,7 @@ export K2_DATA_DIR ?= $(CURDIR)/.k2
 help:
 	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
 	@echo "make test   - install and run every CI suite (unit, integration, ...), coverage gates, lint"
-	@echo "make bench  - full benchmarks (1M-message ingest, Kafka ingest, 30M-row query suite), reports in benchmarks/reports/"
+	@echo "make bench  - every benchmark at full size, then benchmarks/report.md (figures vs same-run baselines, charts)"
 
 uv:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -52,13 +52,11 @@ test-rest:
 	$(RUN) coverage xml -o $(REPORTS)/coverage.xml
 	$(RUN) coverage report --fail-under=75 --format=total
 
-bench: install kafka-fetch
-	$(RUN) python benchmarks/ingest.py
-	$(RUN) python benchmarks/kafka_ingest.py
-	$(RUN) python benchmarks/query.py
+bench: install kafka-fetch  # every benchmark at full size (minutes each), then benchmarks/report.md
+	$(RUN) python benchmarks/suite.py
 
-bench-ci:
-	$(RUN) python benchmarks/ingest.py --messages 20000 --rounds 1 --out $(REPORTS)/ingest-ci.json
+bench-ci: kafka-fetch  # every benchmark at a tiny size and the report, into reports/bench-ci/: the pipeline runs
+	$(RUN) python benchmarks/suite.py --ci --out $(REPORTS)/bench-ci
 
 lint:
 	$(RUN) ruff check .

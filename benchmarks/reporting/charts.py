@@ -19,7 +19,7 @@ VALUE_COLOUR, BASELINE_COLOUR = "#1f6fb4", "#b0b0b0"
 PAIRED = {
     "msgs/s": ("throughput_ingest", "Ingest throughput vs its same-run baseline (msgs/s)", False),
     "rows/s": ("throughput_replay", "Replay throughput vs raw produce (rows/s)", False),
-    "ms": ("latency_queries", "Query latency vs its same-run baseline (ms, log scale)", True),
+    "ms": ("latency_ms", "Latency vs its same-run baseline (ms, log scale)", True),
     "s": ("latency_produce", "Produce -> queryable vs produce -> committed (s)", False),
     "MB": ("memory", "Peak RSS (MB)", False),
 }

@@ -235,6 +235,48 @@ def queryable_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, lis
     return size, figures, []
 
 
+def commit_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """benchmarks/commit_latency.py (its own helper's): the writer's commit latency with maintenance vs without, and
+    how each side's latency moved from its first to its last tenth of commits (the issue asks for it to stay flat)."""
+    p, plain, maintained = d["parameters"], d["without_maintenance"], d["with_maintenance"]
+    size = (
+        f"{p['commits']} commits of {p['trades_per_commit']} trades, maintenance every {p['maintenance_every']}, "
+        f"{p['retain_last']} snapshots kept"
+    )
+    figures = [
+        Figure(
+            f"{stem}.maintained_vs_plain_last_{pct}",
+            file,
+            f"Commit latency, last 10% of commits: with maintenance vs without, {pct}",
+            "ms",
+            maintained["last_10pct_ms"][pct],
+            "with maintenance",
+            plain["last_10pct_ms"][pct],
+            "without maintenance",
+            lower_is_better=True,
+        )
+        for pct in ("p50", "p95")
+    ]
+    figures += [
+        Figure(
+            f"{stem}.{name}_growth_p50",
+            file,
+            f"Commit latency growth {label}: last 10% vs first 10% of commits, p50",
+            "ms",
+            side["last_10pct_ms"]["p50"],
+            "last 10%",
+            side["first_10pct_ms"]["p50"],
+            "first 10%",
+            lower_is_better=True,
+        )
+        for name, label, side in (
+            ("plain", "without maintenance", plain),
+            ("maintained", "with maintenance", maintained),
+        )
+    ]
+    return size, figures, []
+
+
 def generic(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
     """A benchmark this report has no reader for (e.g. a new one): its top-level ratios, shown as recorded."""
     ratios = d.get("ratios") if isinstance(d.get("ratios"), dict) else {}
@@ -265,4 +307,5 @@ READERS: dict[str, Reader] = {
     "realtime": realtime,
     "replay": replay,
     "queryable_latency": queryable_latency,
+    "commit_latency": commit_latency,
 }

@@ -114,7 +114,7 @@ def test_figures_ratios_targets_and_charts_with_no_previous_report(tmp_path: Pat
     assert "No previous report: nothing was compared." in markdown
     assert "| flow >= 0.5x plain loop | 0.52 x | yes | ingest.json |" in markdown
     charts = sorted((tmp_path / "out" / "charts").glob("*.png"))
-    assert {p.stem for p in charts} >= {"ratios", "throughput_ingest", "throughput_replay", "latency_queries", "memory"}
+    assert {p.stem for p in charts} >= {"ratios", "throughput_ingest", "throughput_replay", "latency_ms", "memory"}
     assert all(p.read_bytes().startswith(PNG) for p in charts)
     assert all(f"](charts/{p.name})" in markdown for p in charts)
 
