@@ -29,6 +29,7 @@ let key = initialKey();
 let instruments = [];
 let chart = null;
 let generation = 0; // answers to a superseded choice are dropped
+let intervalChosen = false; // by the user or the address; until then it follows the instrument's span
 
 // `state` is on <body data-state> for tests and styling: idle, loading, ready, empty, error.
 function setState(state, text = "") {
@@ -72,12 +73,18 @@ async function loadSymbols() {
   await loadInstrument();
 }
 
-// The date range follows the instrument's data: its first and last day (UTC).
+// The date range follows the instrument's data: its first and last day (UTC); the interval, until someone picks
+// one, is the coarsest that still cuts that span into 200 or more steps (a few minutes of synthetic ticks get 1s
+// bars, a week of ASX trading 30m).
 function resetRange() {
   const instrument = selected();
   if (!instrument?.first_time) return;
   ui.start.value = utcDate(instrument.first_time);
   ui.end.value = utcDate(instrument.last_time);
+  if (intervalChosen) return;
+  const span = (Date.parse(instrument.last_time) - Date.parse(instrument.first_time)) / 1000;
+  const fitting = [...ui.interval.options].filter((option) => span / Number(option.dataset.seconds) >= 200);
+  ui.interval.value = (fitting.at(-1) || ui.interval.options[0]).value;
 }
 
 async function loadInstrument() {
@@ -128,7 +135,10 @@ function keepInAddress(instrument, interval) {
 async function start() {
   ui.key.value = key;
   const interval = new URL(window.location.href).searchParams.get("interval");
-  if ([...ui.interval.options].some((option) => option.value === interval)) ui.interval.value = interval;
+  if ([...ui.interval.options].some((option) => option.value === interval)) {
+    ui.interval.value = interval;
+    intervalChosen = true;
+  }
   if (!window.LightweightCharts) {
     return setState("error", `The chart cannot be drawn: ${await chartLibraryProblem()}.`);
   }
@@ -147,7 +157,11 @@ async function start() {
     resetRange();
     loadInstrument();
   });
-  for (const input of [ui.interval, ui.start, ui.end]) input.addEventListener("change", () => loadInstrument());
+  ui.interval.addEventListener("change", () => {
+    intervalChosen = true;
+    loadInstrument();
+  });
+  for (const input of [ui.start, ui.end]) input.addEventListener("change", () => loadInstrument());
   await loadSymbols();
 }
 
