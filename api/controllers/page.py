@@ -29,7 +29,7 @@ def page_router(static_dir: Path = PAGE_DIR / "static", chart_library: Path = CH
 
     @get("/", include_in_schema=False, sync_to_thread=False)
     def to_page(request: Request) -> Redirect:
-        return Redirect("/page/", query_params=request.query_params, status_code=302)
+        return Redirect("/page/", query_params=request.query_params or None, status_code=302)
 
     @get("/page/vendor/lightweight-charts.js", include_in_schema=False, sync_to_thread=False)
     def chart_library_file() -> File:

@@ -174,3 +174,4 @@ def test_page_explains_keys_and_empty_ranges(served, browser):
     WebDriverWait(browser, 30).until(lambda _: "No trades" in message(browser))
     assert settle(browser) == "empty"
     assert browser.find_element(By.ID, "chart").get_attribute("data-bars") == "0"
+    WebDriverWait(browser, 10).until(lambda driver: driver.execute_script(CANDLE_PIXELS) == 0)  # nothing drawn

@@ -36,6 +36,7 @@ def test_root_leads_to_the_page_keeping_the_query(client):
     response = client.get("/", params={"key": "demo-key"}, follow_redirects=False)
     assert response.status_code == 302
     assert response.headers["location"] == "/page/?key=demo-key"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/page/"
 
 
 def test_page_and_every_file_it_loads_come_from_this_origin_without_a_key(client):
