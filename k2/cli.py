@@ -1,4 +1,4 @@
-"""The `k2` command line: `summary`, `produce`, `load`, `reconcile`, `replay`.
+"""The `k2` command line: `summary`, `produce`, `load`, `reconcile`, `replay`, `maintain`, `backup`, `restore`.
 
 The flow itself runs with Bytewax's runner: `python -m bytewax.run flows.ingest` (the domain never imports flows/).
 """
@@ -6,11 +6,14 @@ The flow itself runs with Bytewax's runner: `python -m bytewax.run flows.ingest`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from k2.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TABLE_NAMES, TRADES, open_catalog
 from k2.config import ConfigError, Settings, load_settings
-from k2.sink import DUPLICATES_PROPERTY, committed_offsets, read_table, summed_property
+from k2.seams import summed_property
+from k2.sink import DUPLICATES_PROPERTY, committed_offsets, read_table
 
 
 def summary(settings: Settings, out=sys.stdout) -> dict[str, int]:
@@ -210,6 +213,50 @@ def reconcile_command(settings: Settings) -> int:
     return 0 if all(r.balanced for r in reports) else 1
 
 
+def maintain_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run table maintenance on the chosen tables and print what it did to each."""
+    from k2.maintenance import MIB, MaintenancePolicy, maintain_tables
+
+    policy = MaintenancePolicy(
+        retain_last=args.retain_last,
+        max_snapshot_age_seconds=None if args.max_age <= 0 else args.max_age,
+        compact=not args.no_compact,
+        expire=not args.no_expire,
+        small_file_bytes=int(args.small_file_mb * MIB),
+        target_file_bytes=int(args.target_file_mb * MIB),
+        min_files_to_compact=args.min_files,
+        orphan_age_seconds=args.orphans_older_than,
+    )
+    names = args.tables.split(",") if args.tables else list(TABLE_NAMES)
+    unknown = [name for name in names if name not in TABLE_NAMES]
+    if unknown:
+        print(f"k2: unknown table(s) {', '.join(unknown)}; choose from {', '.join(TABLE_NAMES)}", file=sys.stderr)
+        return 2
+    catalog = open_catalog(settings)
+    names = [name for name in names if catalog.table_exists((settings.namespace, name))]
+    for report in maintain_tables(catalog, settings.namespace, names, policy):
+        print(report.line())
+    return 0
+
+
+def backup_command(settings: Settings, args: argparse.Namespace) -> int:
+    from k2.backup import BackupError, RestoreError, backup, restore
+
+    try:
+        if args.command == "backup":
+            manifest = backup(settings, args.path)
+            print(f"backed up {len(manifest.tables)} tables, {len(manifest.files):,} files to {args.path}")
+        else:
+            recovery = Path(os.environ.get("K2_RECOVERY_DIR") or settings.data_path / "recovery")
+            manifest = restore(settings, args.path, recovery_dir=recovery)
+            print(f"restored {len(manifest.tables)} tables as of {manifest.created_at} into {manifest.warehouse}")
+            print(f"Bytewax recovery state (ahead of the restored tables) moved aside from {recovery} if present")
+    except (BackupError, RestoreError) as exc:
+        print(f"k2: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="k2", description="K2 market-data lakehouse")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -240,6 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--trades-topic", help="topic for trades (default <prefix>.trades)")
     rep.add_argument("--quotes-topic", help="topic for quotes (default <prefix>.quotes)")
     rep.add_argument("--topic", help="one topic for both kinds (each message gets a k2.kind header)")
+    mnt = commands.add_parser("maintain", help="compact small files, merge manifests, expire snapshots, delete files")
+    mnt.add_argument("--tables", help="comma-separated (default: all four)")
+    mnt.add_argument("--retain-last", type=int, default=10, help="newest snapshots always kept (default 10)")
+    mnt.add_argument("--max-age", type=float, default=3600, help="snapshots younger than this many seconds are kept")
+    mnt.add_argument("--no-compact", action="store_true", help="leave data files as they are")
+    mnt.add_argument("--no-expire", action="store_true", help="keep every snapshot")
+    mnt.add_argument("--small-file-mb", type=float, default=32, help="files below this are compacted (default 32)")
+    mnt.add_argument("--target-file-mb", type=float, default=128, help="input per rewritten file (default 128)")
+    mnt.add_argument("--min-files", type=int, default=4, help="small files a partition needs to be compacted")
+    mnt.add_argument("--orphans-older-than", type=float, metavar="SECONDS", help="also delete unreferenced files")
+    for name, text in (("backup", "copy the catalog and warehouse"), ("restore", "restore a backup in place")):
+        command = commands.add_parser(name, help=f"{text} (SQLite catalog, local warehouse)")
+        command.add_argument("path", type=Path, help="backup folder")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -254,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         return reconcile_command(settings)
     elif args.command == "replay":
         return replay_command(settings, args)
+    elif args.command == "maintain":
+        return maintain_command(settings, args)
+    elif args.command in ("backup", "restore"):
+        return backup_command(settings, args)
     else:
         summary(settings)
     return 0

@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from k2.batch import position_key
 from k2.catalog import DEAD_LETTERS, QUOTES, TRADES, ensure_tables, open_catalog
 from k2.config import Settings
-from k2.sink import DUPLICATES_PROPERTY, MESSAGES_PROPERTY, committed_offsets, read_table, summed_property
+from k2.seams import summed_property
+from k2.sink import DUPLICATES_PROPERTY, MESSAGES_PROPERTY, committed_offsets, read_table
 
 
 class PartitionReport(msgspec.Struct, kw_only=True):

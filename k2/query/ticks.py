@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.schema import Schema
 
 from k2.catalog import QUOTES, SCHEMAS, TRADES
 from k2.columnar import ARROW_SCHEMAS
@@ -88,7 +90,8 @@ def ticks_between(
         realtime=realtime,
     )
     freshness = scan.freshness
-    selected = list(fields) if fields else list(FIELDS[name])
+    added = added_columns(scan)
+    selected = list(fields) if fields else [*FIELDS[name], *added.column_names]
     if scan.plan.snapshot_id is None and scan.tail is None:
         return Page(_empty(name, selected), freshness)
     params: dict[str, Any] = {"limit": limit + 1}
@@ -101,8 +104,11 @@ def ticks_between(
             " $c_topic AND (source_partition > $c_part OR (source_partition = $c_part AND source_offset > $c_off))))))"
         )
     wanted = selected + [column for column in ORDER if column not in selected]
-    sql = f"SELECT {columns(wanted)} FROM {{src}} WHERE {clause} ORDER BY {columns(ORDER)} LIMIT $limit"
-    rows = engine.execute(sql, params, {"src": scan})
+    source = "{src}"
+    if added.num_columns:  # files written before the columns were added lack them: an empty table adds them (nulls)
+        source = "(SELECT * FROM {src} UNION ALL BY NAME SELECT * FROM {added})"
+    sql = f"SELECT {columns(wanted)} FROM {source} WHERE {clause} ORDER BY {columns(ORDER)} LIMIT $limit"
+    rows = engine.execute(sql, params, {"src": scan}, arrows={"added": added} if added.num_columns else None)
     next_cursor = None
     more = rows.num_rows > limit
     if more:
@@ -117,6 +123,19 @@ def ticks_between(
             offset=last["source_offset"].as_py(),
         ).encode()
     return Page(rows.select(selected), freshness, next_cursor)
+
+
+def added_columns(scan: Scan) -> pa.Table:
+    """An empty table of the columns the table's schema has gained since K2 created it (schema evolution), in
+    the schema's order; no columns when it has gained none."""
+    if scan.table is None:
+        return pa.table({})
+    schema = scan.table.schema()
+    known = set(FIELDS[scan.name])
+    extra = [field for field in schema.fields if field.name not in known]
+    if not extra:
+        return pa.table({})
+    return schema_to_pyarrow(Schema(*extra), include_field_ids=False).empty_table()
 
 
 def _empty(name: str, selected: list[str]) -> pa.Table:
