@@ -46,7 +46,7 @@ def ingest(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], 
 
 def kafka_ingest(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
     latency = d["latency"]
-    size = f"{d['messages']:,} messages; latency at {latency['rate']:,} msgs/s ({latency['messages']:,} sent)"
+    size = f"{d['messages']:,} messages; latency at {latency['rate']:,} msgs/s"
     flow_rate, plain_rate = d["flow_msgs_per_s"], d["plain_msgs_per_s"]
     figures = [
         Figure(
@@ -214,7 +214,10 @@ def replay(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], 
 
 def queryable_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
     p = d["parameters"]
-    size = f"{p['rate']:,} msgs/s for {p['seconds']:g} s, {d['probes']:,} probes, epoch {p['epoch_seconds']:g} s"
+    size = (
+        f"{p['rate']:,} msgs/s for {p['seconds']:g} s, {p['probes_per_second']} probes/s,"
+        f" epoch {p['epoch_seconds']:g} s"
+    )
     committed = d["produce_to_committed"]
     paths = {"queryable": "committed snapshot (Iceberg)", "queryable_realtime": "realtime (Iceberg + Kafka tail)"}
     figures = [
