@@ -15,6 +15,7 @@ from matplotlib.ticker import StrMethodFormatter
 from benchmarks.reporting.model import Figure
 
 VALUE_COLOUR, BASELINE_COLOUR = "#1f6fb4", "#b0b0b0"
+COUNTED = ("msgs/s", "rows/s", "MB")
 # One chart per unit: (file name, title, log scale). A unit not listed gets no paired chart (its ratios still do).
 PAIRED = {
     "msgs/s": ("throughput_ingest", "Ingest throughput vs its same-run baseline (msgs/s)", False),
@@ -80,8 +81,8 @@ def _paired(figures: list[Figure], title: str, unit: str, log: bool, path: Path)
     ax.set_xlabel(unit)
     if log:
         ax.set_xscale("log")
-    else:
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    elif unit in COUNTED:
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))  # 150,000 rather than 1.5e5
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)

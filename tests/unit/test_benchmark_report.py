@@ -56,6 +56,37 @@ def replay_report(raw: list[float], replay: list[float]) -> dict[str, Any]:
     }
 
 
+def queryable_report(committed_p99: float, queryable_p99: float, realtime_p99: float) -> dict[str, Any]:
+    """What benchmarks/queryable_latency.py writes (latencies in seconds)."""
+
+    def latency(p99: float) -> dict[str, float]:
+        return {"n": 150, "p50_s": p99 / 2, "p95_s": p99 * 0.9, "p99_s": p99, "max_s": p99 * 1.1}
+
+    return {
+        "benchmark": "queryable_latency",
+        "parameters": {"rate": 2000, "seconds": 3.0, "probes_per_second": 50, "epoch_seconds": 1.0},
+        "messages": 6000,
+        "probes": 150,
+        "produce_to_committed": latency(committed_p99),
+        "produce_to_queryable": latency(queryable_p99),
+        "produce_to_queryable_realtime": latency(realtime_p99),
+    }
+
+
+def commit_latency_report(plain_last_p95: float, maintained_last_p95: float) -> dict[str, Any]:
+    """What benchmarks/commit_latency.py writes (milliseconds)."""
+
+    def side(last_p95: float) -> dict[str, Any]:
+        return {"first_10pct_ms": {"p50": 150.0, "p95": 300.0}, "last_10pct_ms": {"p50": last_p95 / 2, "p95": last_p95}}
+
+    return {
+        "benchmark": "commit_latency",
+        "parameters": {"commits": 40, "maintenance_every": 10, "trades_per_commit": 200, "retain_last": 5},
+        "without_maintenance": side(plain_last_p95),
+        "with_maintenance": side(maintained_last_p95),
+    }
+
+
 def write_run(directory: Path, reports: dict[str, dict[str, Any]]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in reports.items():
@@ -84,7 +115,12 @@ def figures_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_figures_ratios_targets_and_charts_with_no_previous_report(tmp_path: Path) -> None:
     run = write_run(
         tmp_path / "run",
-        {"ingest": ingest_report(200_000, 110_000, 0.52), "replay": replay_report([100_000.0], [70_000.0])},
+        {
+            "ingest": ingest_report(200_000, 110_000, 0.52),
+            "replay": replay_report([100_000.0], [70_000.0]),
+            "queryable_latency": queryable_report(2.0, 2.5, 0.5),
+            "commit-latency": commit_latency_report(2000.0, 500.0),
+        },
     )
     for name in ("query", "realtime", "kafka_ingest"):  # the committed runs, as the benchmarks wrote them
         shutil.copy(COMMITTED_REPORTS / f"{name}.json", run / f"{name}.json")
@@ -101,6 +137,9 @@ def test_figures_ratios_targets_and_charts_with_no_previous_report(tmp_path: Pat
     assert point["ratio"] == pytest.approx(query["engine"]["p95_ms"] / query["duckdb_floor"]["p95_ms"])
     realtime = figures["realtime.trades_p95"]
     assert realtime["difference"] == pytest.approx(realtime["value"] - realtime["baseline"])
+    assert figures["queryable_latency.queryable_p99"]["ratio"] == pytest.approx(1.25)
+    assert figures["queryable_latency.queryable_realtime_p99"]["ratio"] == pytest.approx(0.25)
+    assert figures["commit-latency.maintained_vs_plain_last_p95"]["ratio"] == pytest.approx(0.25)
     rss = figures["kafka_ingest.flow_peak_rss"]
     assert rss["baseline"] is None and rss["compared"] == rss["value"] > 0  # no same-run baseline: the value
 
@@ -114,7 +153,14 @@ def test_figures_ratios_targets_and_charts_with_no_previous_report(tmp_path: Pat
     assert "No previous report: nothing was compared." in markdown
     assert "| flow >= 0.5x plain loop | 0.52 x | yes | ingest.json |" in markdown
     charts = sorted((tmp_path / "out" / "charts").glob("*.png"))
-    assert {p.stem for p in charts} >= {"ratios", "throughput_ingest", "throughput_replay", "latency_ms", "memory"}
+    assert {p.stem for p in charts} >= {
+        "ratios",
+        "throughput_ingest",
+        "throughput_replay",
+        "latency_ms",
+        "latency_produce",
+        "memory",
+    }
     assert all(p.read_bytes().startswith(PNG) for p in charts)
     assert all(f"](charts/{p.name})" in markdown for p in charts)
 
