@@ -9,7 +9,7 @@ on free ports, sized for dev machines and CI (-Xmx512m).
 CLI (from the repository root)::
 
     uv run python scripts/local_kafka.py fetch
-    uv run python scripts/local_kafka.py start [--data-dir DIR] [--port N]
+    uv run python scripts/local_kafka.py start [--data-dir DIR] [--port N] [--advertised-port N]
     uv run python scripts/local_kafka.py status
     uv run python scripts/local_kafka.py env [--export]
     uv run python scripts/local_kafka.py stop
@@ -272,6 +272,8 @@ class Broker:
     data_dir: Path
     log: Path
     ephemeral: bool = False  # data_dir was made for this broker; stop() deletes it
+    # The port clients are told to reconnect to (metadata), when it is not the broker's own: e.g. a proxy in front.
+    advertised_port: int | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -340,6 +342,7 @@ class Broker:
             "data_dir": str(self.data_dir),
             "log": str(self.log),
             "ephemeral": self.ephemeral,
+            "advertised_port": self.advertised_port,
             "kafka_version": kafka_version(),
         }
 
@@ -351,6 +354,7 @@ class Broker:
             data_dir=Path(data["data_dir"]),
             log=Path(data["log"]),
             ephemeral=bool(data.get("ephemeral", False)),
+            advertised_port=data.get("advertised_port"),
         )
 
     def __enter__(self) -> Self:
@@ -382,7 +386,7 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
+def server_properties(*, port: int, controller_port: int, log_dir: Path, advertised_port: int | None = None) -> str:
     internal_topics = (
         "offsets.topic",
         "transaction.state.log",
@@ -394,7 +398,7 @@ def server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
         "node.id=1",
         f"controller.quorum.voters=1@{HOST}:{controller_port}",
         f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+        f"advertised.listeners=PLAINTEXT://{HOST}:{advertised_port or port}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -559,12 +563,17 @@ def start_broker(
     ephemeral: bool | None = None,
     timeout: float = READY_TIMEOUT_S,
     jvm_opts: Sequence[str] = (),
+    advertised_port: int | None = None,
 ) -> Broker:
     """Start a broker and wait until it answers; the caller owns ``stop()``.
 
     ``data_dir=None`` makes a fresh temp dir that ``stop()`` deletes
     (``ephemeral`` defaults to that). A reused, already formatted ``data_dir``
     keeps its topics. Ports default to free loopback ports.
+    ``advertised_port``: the port the broker tells clients to connect to
+    (default: its own), for a proxy in front of it; clients that reconnect
+    after reading the metadata then go through the proxy. The readiness check
+    talks to the broker's own port, so the proxy need not run yet.
     """
     java = find_java()
     fetch()
@@ -573,7 +582,7 @@ def start_broker(
     data = data.expanduser().resolve()
     data.mkdir(parents=True, exist_ok=True)
     try:
-        return _start_in(data, java, port, controller_port, is_ephemeral, timeout, jvm_opts)
+        return _start_in(data, java, port, controller_port, is_ephemeral, timeout, jvm_opts, advertised_port)
     except BaseException:
         if is_ephemeral:
             shutil.rmtree(data, ignore_errors=True)
@@ -588,6 +597,7 @@ def _start_in(
     ephemeral: bool,
     timeout: float,
     jvm_opts: Sequence[str],
+    advertised_port: int | None = None,
 ) -> Broker:
     # Free ports are picked, released, then bound by the JVM: another process
     # can grab one in between, so retry with new ports (only if we picked them).
@@ -599,7 +609,7 @@ def _start_in(
         log = data / LOG_NAME
         log_offset = log.stat().st_size if log.exists() else 0  # a reused dir appends
         try:
-            return _start_once(data, java, broker_port, ctrl_port, ephemeral, timeout, jvm_opts)
+            return _start_once(data, java, broker_port, ctrl_port, ephemeral, timeout, jvm_opts, advertised_port)
         except BrokerError:
             if attempt == attempts or not _is_port_clash(log, log_offset):
                 raise
@@ -615,10 +625,13 @@ def _start_once(
     ephemeral: bool,
     timeout: float,
     jvm_opts: Sequence[str],
+    advertised_port: int | None = None,
 ) -> Broker:
     log_dir = data / "logs"
     props = data / PROPS_NAME
-    props.write_text(server_properties(port=port, controller_port=controller_port, log_dir=log_dir))
+    props.write_text(
+        server_properties(port=port, controller_port=controller_port, log_dir=log_dir, advertised_port=advertised_port)
+    )
     format_storage(java, props, log_dir)
     log = data / LOG_NAME
     proc = _launch(java, props, log, jvm_opts)
@@ -628,6 +641,7 @@ def _start_once(
         data_dir=data,
         log=log,
         ephemeral=ephemeral,
+        advertised_port=advertised_port,
         _proc=proc,
     )
     try:
@@ -701,6 +715,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             controller_port=args.controller_port,
             ephemeral=args.data_dir is None,
             timeout=args.timeout,
+            advertised_port=args.advertised_port,
         )
         save_state(broker)
     _eprint(f"Kafka {kafka_version()} ready in {time.monotonic() - started:.1f}s (pid {broker.pid}, log {broker.log})")
@@ -759,6 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--controller-port",
         type=int,
         help="KRaft controller port (default: a free one)",
+    )
+    start.add_argument(
+        "--advertised-port",
+        type=int,
+        help="port advertised to clients, e.g. a proxy's in front of the broker (default: the broker port)",
     )
     start.add_argument("--timeout", type=float, default=READY_TIMEOUT_S, help="readiness timeout (s)")
     start.set_defaults(func=cmd_start)
