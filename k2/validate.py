@@ -67,7 +67,7 @@ def decode(value: bytes, kind: Kind, rules: Rules) -> Record | Rejection:
         record = decoder.decode(value)
     except msgspec.ValidationError as exc:
         return Rejection(reason_for(exc), str(exc))
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8 in a string
         return Rejection("malformed_json", str(exc))
     problem = _CHECKS[kind](record, rules)
     return record if problem is None else problem

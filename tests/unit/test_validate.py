@@ -90,6 +90,15 @@ def test_unknown_kind_is_a_rejection_not_a_crash():
     assert reason(trade(), kind="option_chain") == "unknown_kind"
 
 
+@pytest.mark.parametrize("bad", [b"\xed\xa0\x80", b"\xff", b"\xc0\xaf", b"\xe2\x82"])
+def test_bad_utf8_in_a_string_is_malformed_json_not_a_crash(bad):
+    """msgspec raises UnicodeDecodeError (not a DecodeError) for these; found by tests/chaos/test_fuzz.py."""
+    value = wire(trade()).replace(b'"AAPL"', b'"AA' + bad + b'PL"')
+    assert reason(value) == "malformed_json"
+    batch = validate_batch(raw_batch([wire(trade()), value]), "trade", RULES)
+    assert len(batch.records) == 1 and [d.reason for d in batch.dead_letters] == ["malformed_json"]
+
+
 def test_quote_flags_are_derived_not_rejected():
     crossed = decode(wire(quote(bid_price="10.02", ask_price="10.01")), "quote", RULES)
     assert isinstance(crossed, Quote) and crossed.crossed and not crossed.one_sided
