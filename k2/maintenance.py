@@ -73,7 +73,7 @@ class MaintenancePolicy(msgspec.Struct, frozen=True, kw_only=True):
     max_manifests: int = 8  # more manifests than this in the current snapshot get merged
     expire: bool = True
     orphan_age_seconds: float | None = None  # None: no orphan sweep; else files older than this with no reference
-    attempts: int = 8  # commit attempts of an expiry that loses a race with another writer
+    attempts: int = 20  # rounds of commit attempts when another writer keeps winning the race
 
 
 DEFAULT_POLICY = MaintenancePolicy()
@@ -115,7 +115,7 @@ def maintain(table: Table, policy: MaintenancePolicy = DEFAULT_POLICY, now_ms: i
         table = table.refresh()
         report.compacted_files, report.written_files, report.compacted_rows, report.partitions_compacted = compacted
     if _manifest_count(table) > policy.max_manifests:
-        table = merge_manifests(table)
+        table = merge_manifests(table, policy.attempts)
     report.manifests_after = _manifest_count(table)
     if policy.expire:
         report.expired_snapshots, report.deleted_files = expire_snapshots(table, policy, now_ms)
@@ -243,14 +243,8 @@ def compact(table: Table, policy: MaintenancePolicy = DEFAULT_POLICY) -> tuple[i
                 raise RuntimeError("compaction wrote a different number of rows than it read")
             written.extend(new_files)
             rows += expected
-        with table.transaction() as transaction:
-            rewrite = _Rewrite(table, transaction)
-            for files in bins:
-                for data_file in files:
-                    rewrite.delete_data_file(data_file)
-            for data_file in written:
-                rewrite.append_data_file(data_file)
-            rewrite.commit()
+        deleted = [data_file for files in bins for data_file in files]
+        _commit_rewrite(table, deleted, written, policy.attempts)
     except BaseException:
         _delete(table.io, [f.file_path for f in written])  # never referenced: the commit did not land
         raise
@@ -258,11 +252,34 @@ def compact(table: Table, policy: MaintenancePolicy = DEFAULT_POLICY) -> tuple[i
     return sum(len(files) for files in bins), len(written), rows, partitions
 
 
-def merge_manifests(table: Table) -> Table:
+def merge_manifests(table: Table, attempts: int = DEFAULT_POLICY.attempts) -> Table:
     """One `replace` snapshot with the same files and the data manifests merged (up to the target size each)."""
-    with table.transaction() as transaction:
-        _Rewrite(table, transaction).commit()
+    _commit_rewrite(table, [], [], attempts)
     return table.refresh()
+
+
+def _commit_rewrite(table: Table, deleted: list[DataFile], added: list[DataFile], attempts: int) -> None:
+    """Commit a `replace` snapshot, starting again on the newest metadata when a writer keeps winning the race.
+
+    pyiceberg retries a conflicting commit a few times itself (`commit.retry.num-retries`); a flow committing
+    several times a second can still win them all. The files are written already, so another round only redoes
+    the manifests. It fails for good when an input file is no longer live (`ValidationException`).
+    """
+    for attempt in range(attempts):
+        try:
+            with table.refresh().transaction() as transaction:
+                rewrite = _Rewrite(table, transaction)
+                for data_file in deleted:
+                    rewrite.delete_data_file(data_file)
+                for data_file in added:
+                    rewrite.append_data_file(data_file)
+                rewrite.commit()
+            return
+        except CommitFailedException:
+            if attempt == attempts - 1:
+                raise
+            log.info("maintenance commit on %s lost a race with another writer; again", ".".join(table.name()))
+            time.sleep(0.05 * (1 + random.random()))
 
 
 def _manifest_count(table: Table) -> int:

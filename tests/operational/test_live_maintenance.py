@@ -29,7 +29,7 @@ def flow_process(data_dir: Path) -> subprocess.Popen:
         **os.environ,
         "K2_DATA_DIR": str(data_dir),
         "K2_SOURCE": "synthetic",
-        "K2_SYNTHETIC_MESSAGES": "40000",
+        "K2_SYNTHETIC_MESSAGES": "25000",
         "K2_SYNTHETIC_SYMBOLS": "10",
         "K2_BATCH_SIZE": "500",
         "K2_EPOCH_SECONDS": "0.1",
