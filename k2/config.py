@@ -56,6 +56,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     epoch_seconds: float = 1.0
     commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
     seam_heartbeat_seconds: float = 30.0  # an idle table still records the positions it has covered this often
+    # A failed commit is retried with the same data (circuit breaker): after this many failures in a row the
+    # breaker opens and retries back off up to the maximum; 0 = wait for as long as the outage lasts, else exit
+    # after that many seconds (a restart resumes from the seams).
+    commit_failure_threshold: int = 3
+    commit_max_backoff_seconds: float = 30.0
+    commit_give_up_seconds: float = 0.0
 
     # Validation: fixed bounds, never the wall clock, so replays decide the same
     min_timestamp_us: int = 946_684_800_000_000  # 2000-01-01T00:00:00Z
@@ -95,10 +101,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "synthetic_symbols",
             "query_max_rows",
             "realtime_max_messages",
+            "commit_failure_threshold",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")
-        for name in ("epoch_seconds", "dedupe_horizon_seconds", "session_gap_seconds", "seam_heartbeat_seconds"):
+        for name in (
+            "epoch_seconds",
+            "dedupe_horizon_seconds",
+            "session_gap_seconds",
+            "seam_heartbeat_seconds",
+            "commit_max_backoff_seconds",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")
         if not 0 < self.api_port < 65536:
@@ -107,7 +120,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"{env_name('metrics_port')} must be a TCP port, or 0 for off")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}")
-        for name in ("api_rate_limit", "query_refresh_seconds"):
+        for name in ("api_rate_limit", "query_refresh_seconds", "commit_give_up_seconds"):
             if getattr(self, name) < 0:
                 problems.append(f"{env_name(name)} must not be negative")
         if self.synthetic_messages < 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
 
 from k2.batch import position_key
+from k2.breaker import BreakerState, CircuitBreaker
 from k2.catalog import (
     DEAD_LETTERS,
     QUOTES,
@@ -37,10 +39,12 @@ from k2.catalog import (
 )
 from k2.columnar import ArrowBatch, empty_table
 from k2.config import Settings
+from k2.metrics import BREAKER_STATE, COMMIT_SECONDS, COMMITS, SNAPSHOTS
 from k2.seams import OFFSETS_PROPERTY, committed_offsets, lowest
 
 DUPLICATES_PROPERTY = "k2.duplicates"
 MESSAGES_PROPERTY = "k2.messages"
+COMMIT_ID_PROPERTY = "k2.commit"  # tells, after a failed attempt, whether the commit landed anyway
 # Side tables first: a crash between commits then re-derives (and filters) data rows, never loses a dead letter.
 COMMIT_ORDER = (DEAD_LETTERS, SEQUENCE_GAPS, QUOTES, TRADES)
 # Side tables get few rows; committing them at every interval would cost more metadata than data. Their seam
@@ -84,6 +88,7 @@ class IcebergWriter:
         commit_max_rows: int = 2_000_000,
         commit_interval_seconds: float = 1.0,
         seam_heartbeat_seconds: float = 30.0,
+        breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tables = ensure_tables(catalog, namespace)
@@ -108,6 +113,10 @@ class IcebergWriter:
         self._inflight: list[tuple[Future, list[Job]]] = []
         self._failure: BaseException | None = None
         self._committer_failed = False
+        # Failed commits are retried with the same data until they land (see k2.breaker): the committer thread
+        # waits, the flow waits on it, nothing is dropped or written twice.
+        self.breaker = breaker or CircuitBreaker("iceberg_commit", on_state=_export_breaker_state)
+        _export_breaker_state(self.breaker.name, self.breaker.state)
 
     def write(self, batch: ArrowBatch) -> None:
         if self._failure is not None:
@@ -292,23 +301,65 @@ class IcebergWriter:
         self, name: str, parts: list[pa.Table], seam: dict[str, int], counts: dict[str, tuple[int, int]]
     ) -> CommitResult:
         started = time.perf_counter()
-        table = self.tables[name]
         if not parts:
             data = empty_table(name)
         else:
             data = pa.concat_tables(parts)
             data = data.sort_by([(column, "ascending") for column in sort_columns(name)])
-        properties = {OFFSETS_PROPERTY: json.dumps(seam, sort_keys=True)}
+        commit_id = uuid.uuid4().hex
+        properties = {OFFSETS_PROPERTY: json.dumps(seam, sort_keys=True), COMMIT_ID_PROPERTY: commit_id}
         if counts:
             properties[MESSAGES_PROPERTY] = json.dumps({k: c[0] for k, c in counts.items()}, sort_keys=True)
             properties[DUPLICATES_PROPERTY] = json.dumps({k: c[1] for k, c in counts.items()}, sort_keys=True)
-        with _Transaction(table) as transaction:
-            transaction.append(data, snapshot_properties=properties)
-        snapshot = table.current_snapshot()
-        snapshot_id = snapshot.snapshot_id if snapshot else -1
-        result = CommitResult(name, data.num_rows, snapshot_id, time.perf_counter() - started)
-        log.info("committed %s", result, extra={"table": name, "rows": data.num_rows, "offsets": seam})
+
+        def attempt() -> int:
+            try:
+                with _Transaction(self.tables[name]) as transaction:
+                    transaction.append(data, snapshot_properties=properties)
+            except Exception:
+                COMMITS.labels(name, "failed").inc()
+                raise
+            COMMITS.labels(name, "ok").inc()
+            return _current_snapshot_id(self.tables[name])
+
+        def landed_anyway() -> int | None:
+            # Reload the table (a conflicting writer, a catalog back from an outage), and look for this commit:
+            # an attempt can fail after the catalog took it (a lost reply), and retrying it would write twice.
+            table = self.tables[name] = self.tables[name].refresh()
+            return _snapshot_with(table, commit_id)
+
+        snapshot_id = self.breaker.run(attempt, before_retry=landed_anyway)
+        seconds = time.perf_counter() - started
+        COMMIT_SECONDS.labels(name).observe(seconds)
+        SNAPSHOTS.labels(name).set(len(self.tables[name].metadata.snapshots))
+        result = CommitResult(name, data.num_rows, snapshot_id, seconds)
+        log.info(
+            "committed %s",
+            result,
+            extra={"table": name, "rows": data.num_rows, "offsets": seam, "snapshot_id": snapshot_id},
+        )
         return result
+
+
+def _current_snapshot_id(table: Table) -> int:
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot else -1
+
+
+def _snapshot_with(table: Table, commit_id: str, depth: int = 50) -> int | None:
+    """The id of the snapshot among the newest `depth` of the current branch that carries `commit_id`, if any."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None and depth > 0:
+        if snapshot.summary is not None and snapshot.summary.get(COMMIT_ID_PROPERTY) == commit_id:
+            return snapshot.snapshot_id
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
+        depth -= 1
+    return None
+
+
+def _export_breaker_state(name: str, state: BreakerState) -> None:
+    BREAKER_STATE.labels(name).set(int(state))
 
 
 def _ipc(name: str, parts: list[pa.Table]) -> memoryview:
@@ -402,6 +453,13 @@ class IcebergSink(FixedPartitionedSink[ArrowBatch, bytes | None]):
                 commit_max_rows=settings.commit_max_rows,
                 commit_interval_seconds=settings.epoch_seconds,
                 seam_heartbeat_seconds=settings.seam_heartbeat_seconds,
+                breaker=CircuitBreaker(
+                    "iceberg_commit",
+                    failure_threshold=settings.commit_failure_threshold,
+                    max_backoff=settings.commit_max_backoff_seconds,
+                    give_up_seconds=settings.commit_give_up_seconds or None,
+                    on_state=_export_breaker_state,
+                ),
             )
 
         return cls(factory)
