@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (ROOT / "reports" / "bench-ci" if args.ci else HERE / "reports")
     report_dir = out_dir if args.ci or args.out else HERE  # only a full default run rewrites benchmarks/report.md
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.ci:
-        for stale in out_dir.glob("*.json"):  # a CI run reports on its own outputs only
-            stale.unlink()
+    if args.ci:  # a CI run's report must not show an earlier run's output as this one's
+        for name in names:
+            (out_dir / f"{name}.json").unlink(missing_ok=True)
 
     started = time.perf_counter()
     failed = []
