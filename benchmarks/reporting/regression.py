@@ -1,10 +1,7 @@
 """Each figure against the previous report: changes beyond the noise band are flagged, never failed on.
 
-The band: ratios, not absolute rates, are compared, because absolute rates move with whatever else runs on this
-shared 2-core machine (four committed runs of the 1M-message ingest benchmark on the same code measured the flow
-at 73k-144k msgs/s, yet its ratio to the plain loop stayed within 0.465-0.540, a half-range of 7.5% around the
-middle; the replay benchmark's per-round ratios spread 0.658-0.725, 4.9%). The band is twice the larger of those:
-15%, widened for a figure whose own run recorded a larger spread between its rounds (2x that spread).
+Ratios to a same-run baseline are compared, not absolute rates, which move with whatever else runs on this shared
+machine; the band and the measurements it comes from are stated in BAND_REASON (and in every report).
 """
 
 from __future__ import annotations
@@ -15,8 +12,9 @@ from benchmarks.reporting.model import Comparison, Figure, Source
 
 NOISE_BAND = 0.15
 BAND_REASON = (
-    "ratios are compared, not absolute rates: on this shared 2-core machine four committed 1M-message ingest runs "
-    "of the same code measured the flow at 73k-144k msgs/s while its ratio to the plain loop stayed in 0.465-0.540 "
+    "ratios are compared, not absolute rates: on this shared 2-core machine the four committed 1M-message ingest "
+    "runs (git history of benchmarks/reports/ingest.json) measured the flow at 73k-144k msgs/s while its ratio to the "
+    "plain loop stayed in 0.465-0.540 "
     "(half-range 7.5%), and the replay benchmark's rounds spread 4.9%; the band is twice the larger, 15%, or twice "
     "a figure's own spread between rounds when that is larger"
 )
