@@ -18,6 +18,7 @@ from bytewax.outputs import Sink
 from k2.batch import IngestBatch, RawBatch
 from k2.columnar import to_arrow
 from k2.config import Settings, load_settings
+from k2.degrade import DegradationManager, degradation_from_settings
 from k2.kafka import DeadLetterTopicSink, KafkaSource, ensure_topics
 from k2.logs import configure_logging
 from k2.metrics import serve_metrics
@@ -57,7 +58,7 @@ def _validate(raw: RawBatch, settings: Settings, rules: Rules) -> IngestBatch:
     return validate_batch(raw, kind_for_topic(raw.topic, settings), rules)  # type: ignore[arg-type]
 
 
-def default_source(settings: Settings) -> Source[RawBatch]:
+def default_source(settings: Settings, degradation: DegradationManager | None = None) -> Source[RawBatch]:
     if settings.source == "file":
         return FileSource(settings.input_file, settings.input_kind, batch_size=settings.batch_size)
     if settings.source == "kafka":
@@ -70,6 +71,7 @@ def default_source(settings: Settings) -> Source[RawBatch]:
             batch_size=settings.batch_size,
             tail=settings.kafka_tail,
             warmup_messages=settings.resume_warmup_messages,
+            degradation=degradation,
         )
     return SyntheticSource.from_settings(settings)
 
@@ -85,7 +87,13 @@ def _flow_from_environment() -> Dataflow:
     configure_logging(settings.log_format, settings.log_level)
     serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
     tune_gc()
-    return build_flow(default_source(settings), settings, dead_letter_sink=default_dead_letter_sink(settings))
+    degradation = degradation_from_settings(settings)  # one per process, shared by the sources and the sink
+    return build_flow(
+        default_source(settings, degradation),
+        settings,
+        iceberg_sink=IcebergSink.from_settings(settings, degradation),
+        dead_letter_sink=default_dead_letter_sink(settings),
+    )
 
 
 def __getattr__(name: str) -> Dataflow:

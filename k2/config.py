@@ -62,6 +62,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     commit_failure_threshold: int = 3
     commit_max_backoff_seconds: float = 30.0
     commit_give_up_seconds: float = 0.0
+    # Degradation (k2.degrade): slow down under pressure, never drop. The memory budget sets the RSS thresholds
+    # (60/80/95 %); low-priority topics are paused first (default: the quotes topic).
+    degradation: bool = True
+    memory_limit_mb: int = 4096
+    degrade_cool_down_seconds: float = 10.0
+    low_priority_topics: str = ""  # comma-separated; empty: K2_QUOTES_TOPIC
 
     # Validation: fixed bounds, never the wall clock, so replays decide the same
     min_timestamp_us: int = 946_684_800_000_000  # 2000-01-01T00:00:00Z
@@ -102,6 +108,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "query_max_rows",
             "realtime_max_messages",
             "commit_failure_threshold",
+            "memory_limit_mb",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")
@@ -120,7 +127,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"{env_name('metrics_port')} must be a TCP port, or 0 for off")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}")
-        for name in ("api_rate_limit", "query_refresh_seconds", "commit_give_up_seconds"):
+        for name in ("api_rate_limit", "query_refresh_seconds", "commit_give_up_seconds", "degrade_cool_down_seconds"):
             if getattr(self, name) < 0:
                 problems.append(f"{env_name(name)} must not be negative")
         if self.synthetic_messages < 0:

@@ -19,11 +19,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from k2.batch import RawBatch, position_key
+from k2.degrade import DegradationManager
 from k2.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from k2.schemas import DeadLetter
 
 log = logging.getLogger(__name__)
 IDLE_POLL = timedelta(milliseconds=5)
+PAUSED_POLL = timedelta(milliseconds=200)
 
 
 class DeliveryError(RuntimeError):
@@ -157,8 +159,18 @@ def _end_of_partition(message: object) -> bool:
 
 
 class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
-    def __init__(self, bootstrap: str, topic: str, partition: int, start: int, batch_size: int, tail: bool):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partition: int,
+        start: int,
+        batch_size: int,
+        tail: bool,
+        degradation: DegradationManager | None = None,
+    ):
         self.topic, self.partition, self.batch_size = topic, partition, batch_size
+        self._degradation = degradation
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -190,9 +202,17 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def next_batch(self) -> list[RawBatch]:
         if self._end is not None and self._next >= self._end:
             raise StopIteration
+        batch_size = self.batch_size
+        if self._degradation is not None:
+            self._degradation.maybe_update()
+            if self._degradation.paused(self.topic):  # not read now; Kafka keeps it, nothing is lost
+                self._awake = datetime.now(UTC) + PAUSED_POLL
+                self._update_lag()
+                return []
+            batch_size *= self._degradation.batch_factor
         # Never block the worker: librdkafka prefetches in its own thread, so take what is there now and, when
         # nothing is, ask Bytewax to come back shortly (a blocking wait here would stall every other step).
-        messages = self._consumer.consume(self.batch_size, timeout=0)
+        messages = self._consumer.consume(batch_size, timeout=0)
         if any(message.error() is not None for message in messages):
             messages = [m for m in messages if not _end_of_partition(m)]
         if not messages:
@@ -236,8 +256,10 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         batch_size: int = 5_000,
         tail: bool = True,
         warmup_messages: int = 0,
+        degradation: DegradationManager | None = None,
     ):
         self.bootstrap = bootstrap
+        self.degradation = degradation
         self.warmup_messages = warmup_messages
         self.topics = topics
         self.start_offsets = start_offsets
@@ -261,7 +283,9 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             # the writer drops them, since they are below the seam.
             start = seam - self.warmup_messages if seam > self.warmup_messages else OFFSET_BEGINNING
         log.info("reading %s from offset %s", for_part, start)
-        return _PartitionReader(self.bootstrap, topic, int(partition), start, self.batch_size, self.tail)
+        return _PartitionReader(
+            self.bootstrap, topic, int(partition), start, self.batch_size, self.tail, self.degradation
+        )
 
 
 class _DeadLetterWriter(StatelessSinkPartition[DeadLetter]):

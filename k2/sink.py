@@ -39,6 +39,7 @@ from k2.catalog import (
 )
 from k2.columnar import ArrowBatch, empty_table
 from k2.config import Settings
+from k2.degrade import DegradationManager
 from k2.metrics import BREAKER_STATE, COMMIT_SECONDS, COMMITS, SNAPSHOTS
 from k2.seams import OFFSETS_PROPERTY, committed_offsets, lowest
 
@@ -89,6 +90,7 @@ class IcebergWriter:
         commit_interval_seconds: float = 1.0,
         seam_heartbeat_seconds: float = 30.0,
         breaker: CircuitBreaker | None = None,
+        degradation: DegradationManager | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tables = ensure_tables(catalog, namespace)
@@ -117,6 +119,7 @@ class IcebergWriter:
         # waits, the flow waits on it, nothing is dropped or written twice.
         self.breaker = breaker or CircuitBreaker("iceberg_commit", on_state=_export_breaker_state)
         _export_breaker_state(self.breaker.name, self.breaker.state)
+        self.degradation = degradation  # stretches the commit interval under pressure; hears every commit's time
 
     def write(self, batch: ArrowBatch) -> None:
         if self._failure is not None:
@@ -142,7 +145,11 @@ class IcebergWriter:
         # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
         # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
         now = self._clock()
-        interval_over = now - self._last_flush >= self.commit_interval_seconds and not self._epoch_end_near(now)
+        interval = self.commit_interval_seconds
+        if self.degradation is not None:
+            self.degradation.maybe_update()
+            interval *= self.degradation.commit_interval_factor
+        interval_over = now - self._last_flush >= interval and not self._epoch_end_near(now)
         if self._buffered_rows >= self.commit_max_rows or interval_over:
             self.commit(side_tables=False, wait=False)
 
@@ -194,9 +201,14 @@ class IcebergWriter:
 
     def end_epoch(self) -> bytes | None:
         """At a Bytewax epoch end: hand the data tables over without waiting, and return what may not be in Iceberg
-        (see `pending_state`). Side tables keep their own cadence: their buffered rows ride in the state."""
-        self._epoch_ends = [*self._epoch_ends[-1:], self._clock()]
-        self.commit(side_tables=False, wait=False)
+        (see `pending_state`). Side tables keep their own cadence: their buffered rows ride in the state. Under
+        pressure (a degradation level stretching the commit interval) the data tables' rows may ride too, until
+        the stretched interval is over: fewer, larger commits."""
+        now = self._clock()
+        self._epoch_ends = [*self._epoch_ends[-1:], now]
+        factor = self.degradation.commit_interval_factor if self.degradation is not None else 1.0
+        if factor <= 1.0 or now - self._last_flush >= self.commit_interval_seconds * factor:
+            self.commit(side_tables=False, wait=False)
         return self.pending_state()
 
     def _epoch_end_near(self, now: float) -> bool:
@@ -210,7 +222,8 @@ class IcebergWriter:
 
     def pending_state(self) -> bytes | None:
         """What this writer holds that may not be in Iceberg yet, as bytes (None when nothing is): the commits
-        handed to the committer and not known done, the side tables' buffered rows and the positions reached.
+        handed to the committer and not known done, the rows still buffered (side tables; data tables only while
+        a stretched commit interval defers them) with their counts, and the positions reached.
 
         Bytewax keeps this as the sink's snapshot, so an epoch can end without waiting for its commit: a restart
         from that epoch hands the bytes to `recover`. Call it right after a commit that took the data tables.
@@ -221,14 +234,16 @@ class IcebergWriter:
             for _, jobs in self._inflight
             for name, parts, seam, counts in jobs
         ]
-        side_rows = [(name, _ipc(name, self._buffers[name])) for name in SIDE_TABLES if self._buffers[name]]
-        if not (commits or side_rows):
+        buffered = [(name, _ipc(name, self._buffers[name])) for name in COMMIT_ORDER if self._buffers[name]]
+        counts = {key: [self._messages[key], self._duplicates.get(key, 0)] for key in self._messages}
+        if not (commits or buffered or counts):
             return None
-        return _encode_state(_PendingState(commits, side_rows, dict(self._positions)))
+        kinds = {key: self._kind_table[key] for key in counts}
+        return _encode_state(_PendingState(commits, buffered, dict(self._positions), counts, kinds))
 
     def recover(self, state: bytes) -> None:
         """Take back a snapshot's pending work: commit, in their order, the commits Iceberg does not hold yet, then
-        buffer the side tables' rows that no later commit took, with the positions they were buffered at.
+        buffer the rows (and message counts) that no later commit took, with the positions they were buffered at.
 
         A table's commits land in order and each is atomic, so one is in Iceberg exactly when the table's seam
         has reached its seam (seams never go back, and every commit with rows or counts moves its seam). A side
@@ -255,6 +270,12 @@ class IcebergWriter:
             if table.num_rows:
                 self._buffers[name].append(table)
                 self._buffered_rows += table.num_rows
+        for key, (messages, duplicates) in pending.counts.items():
+            table_name = pending.kinds[key]
+            if self.seams[table_name].get(key, 0) < pending.positions.get(key, 0):  # no commit took them
+                self._kind_table[key] = table_name
+                self._messages[key] = self._messages.get(key, 0) + messages
+                self._duplicates[key] = self._duplicates.get(key, 0) + duplicates
         for key, offset in pending.positions.items():
             self._positions[key] = max(self._positions.get(key, 0), offset)
 
@@ -331,6 +352,8 @@ class IcebergWriter:
         snapshot_id = self.breaker.run(attempt, before_retry=landed_anyway)
         seconds = time.perf_counter() - started
         COMMIT_SECONDS.labels(name).observe(seconds)
+        if self.degradation is not None:
+            self.degradation.observe_commit(seconds)
         SNAPSHOTS.labels(name).set(len(self.tables[name].metadata.snapshots))
         result = CommitResult(name, data.num_rows, snapshot_id, seconds)
         log.info(
@@ -372,8 +395,10 @@ def _ipc(name: str, parts: list[pa.Table]) -> memoryview:
 
 class _PendingState(msgspec.Struct, array_like=True):
     commits: list[tuple[str, dict[str, int], dict[str, list[int]], bytes]]  # table, seam, counts, Arrow IPC
-    side_rows: list[tuple[str, bytes]]  # side table, Arrow IPC of its buffered rows
+    side_rows: list[tuple[str, bytes]]  # table, Arrow IPC of its buffered rows
     positions: dict[str, int]  # next offset reached per partition
+    counts: dict[str, list[int]] = {}  # per partition: messages, duplicates not handed to a commit yet
+    kinds: dict[str, str] = {}  # per partition: the data table its counts belong to
 
 
 _encode_state = msgspec.msgpack.Encoder().encode
@@ -445,7 +470,7 @@ class IcebergSink(FixedPartitionedSink[ArrowBatch, bytes | None]):
         self.writer_factory = writer_factory
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IcebergSink:
+    def from_settings(cls, settings: Settings, degradation: DegradationManager | None = None) -> IcebergSink:
         def factory() -> IcebergWriter:
             return IcebergWriter(
                 open_catalog(settings),
@@ -460,6 +485,7 @@ class IcebergSink(FixedPartitionedSink[ArrowBatch, bytes | None]):
                     give_up_seconds=settings.commit_give_up_seconds or None,
                     on_state=_export_breaker_state,
                 ),
+                degradation=degradation,
             )
 
         return cls(factory)

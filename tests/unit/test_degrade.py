@@ -1,0 +1,155 @@
+"""Degradation levels: driven by signals, with hysteresis; they slow the flow down and never drop a message."""
+
+import pytest
+from prometheus_client import REGISTRY
+
+from k2.catalog import TRADES, open_catalog
+from k2.degrade import DegradationManager, Level, Signals, Thresholds, level_for, process_rss_bytes
+from k2.sink import IcebergWriter, committed_offsets, read_table, summed_property
+from tests.unit.test_sink import arrow_batch
+
+pytestmark = pytest.mark.unit
+
+CALM = Signals(0, 0, 0.0, 100 << 20)
+THRESHOLDS = Thresholds.for_memory_limit(1000 << 20, cool_down_seconds=10)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manager(clock: Clock | None = None) -> DegradationManager:
+    return DegradationManager(THRESHOLDS, low_priority_topics=["market.quotes"], clock=clock or Clock())
+
+
+def test_each_signal_asks_for_its_level():
+    assert level_for(CALM, THRESHOLDS) is Level.NORMAL
+    assert level_for(Signals(600_000, 0, 0.0, 0), THRESHOLDS) is Level.ELEVATED  # total lag
+    assert level_for(Signals(10**9, 0, 0.0, 0), THRESHOLDS) is Level.ELEVATED  # quotes' lag alone: never HIGH
+    assert level_for(Signals(2_500_000, 2_500_000, 0.0, 0), THRESHOLDS) is Level.HIGH  # trades behind
+    assert level_for(Signals(0, 0, 6.0, 0), THRESHOLDS) is Level.HIGH
+    assert level_for(Signals(0, 0, 20.0, 0), THRESHOLDS) is Level.CRITICAL
+    assert level_for(Signals(0, 0, 0.0, 850 << 20), THRESHOLDS) is Level.HIGH  # 85 % of the memory budget
+    assert level_for(Signals(0, 0, 0.0, 990 << 20), THRESHOLDS) is Level.CRITICAL
+
+
+def test_up_at_once_down_one_level_per_calm_period_and_no_flapping():
+    clock = Clock()
+    m = manager(clock)
+    before = REGISTRY.get_sample_value("k2_degradation_level_changes_total", {"direction": "up"}) or 0
+    assert m.update(Signals(0, 0, 20.0, 0)) is Level.CRITICAL  # straight up
+    assert REGISTRY.get_sample_value("k2_degradation_level") == 3
+    assert REGISTRY.get_sample_value("k2_degradation_level_changes_total", {"direction": "up"}) == before + 1
+    # Just under the CRITICAL threshold but above its exit band (80 %): stays, however long
+    for _ in range(5):
+        clock.now += 30
+        assert m.update(Signals(0, 0, 14.0, 0)) is Level.CRITICAL
+    # Calm: one step down per cool-down period, not before
+    clock.now += 1
+    assert m.update(CALM) is Level.CRITICAL
+    clock.now += 9.5
+    assert m.update(CALM) is Level.CRITICAL
+    clock.now += 0.5
+    assert m.update(CALM) is Level.HIGH
+    clock.now += 5
+    assert m.update(CALM) is Level.HIGH
+    # A spike in between restarts the calm period
+    assert m.update(Signals(0, 0, 5.5, 0)) is Level.HIGH
+    clock.now += 6
+    assert m.update(CALM) is Level.HIGH
+    clock.now += 10
+    assert m.update(CALM) is Level.ELEVATED
+    clock.now += 10
+    assert m.update(CALM) is Level.NORMAL
+    assert [(a, b) for a, b, _ in m.changes] == [
+        (Level.NORMAL, Level.CRITICAL),
+        (Level.CRITICAL, Level.HIGH),
+        (Level.HIGH, Level.ELEVATED),
+        (Level.ELEVATED, Level.NORMAL),
+    ]
+
+
+def test_levels_pause_quotes_before_trades_and_stretch_batches_and_commits():
+    m = manager()
+    assert (m.batch_factor, m.commit_interval_factor) == (1, 1.0)
+    assert not m.paused("market.quotes")
+    m.update(Signals(600_000, 0, 0.0, 0))
+    assert (m.level, m.batch_factor, m.commit_interval_factor) == (Level.ELEVATED, 2, 2.0)
+    assert not m.paused("market.quotes")
+    m.update(Signals(0, 0, 6.0, 0))
+    assert m.level is Level.HIGH and m.paused("market.quotes") and not m.paused("market.trades")
+    m.update(Signals(0, 0, 16.0, 0))
+    assert m.level is Level.CRITICAL and m.paused("market.quotes") and m.paused("market.trades")
+
+
+def test_commit_latency_is_the_slowest_recent_commit_and_fades_when_commits_stop():
+    clock = Clock()
+    m = manager(clock)
+    m.observe_commit(0.2)
+    m.observe_commit(7.0)
+    clock.now += 5
+    m.observe_commit(0.3)
+    assert m.commit_seconds() == 7.0
+    clock.now += THRESHOLDS.commit_window_seconds
+    assert m.commit_seconds() == 0.3
+    clock.now += THRESHOLDS.commit_window_seconds
+    assert m.commit_seconds() == 0.0  # nothing committed lately (everything paused): no signal holds the level
+
+
+def test_measures_this_process():
+    signals = DegradationManager().measure()
+    assert 10 << 20 < signals.rss_bytes == pytest.approx(process_rss_bytes(), rel=0.2)
+    assert signals.lag_messages >= signals.priority_lag_messages >= 0
+
+
+def test_maybe_update_samples_at_most_once_per_period():
+    clock = Clock()
+    calls = []
+    m = DegradationManager(THRESHOLDS, sampler=lambda: calls.append(1) or CALM, clock=clock, sample_every_seconds=1)
+    for _ in range(100):
+        m.maybe_update()
+    clock.now += 1
+    m.maybe_update()
+    assert len(calls) == 2
+
+
+def test_a_stretched_commit_interval_defers_epoch_commits_and_the_rows_ride_in_the_state(settings):
+    clock = Clock()
+    m = manager(clock)
+    m.update(Signals(600_000, 0, 0.0, 0))  # ELEVATED: commit interval x2
+    first = IcebergWriter(
+        open_catalog(settings), settings.namespace, commit_interval_seconds=1.0, degradation=m, clock=clock
+    )
+    first.write(arrow_batch(0, 10, duplicate_every=4))
+    clock.now += 1.0
+    state = first.end_epoch()  # 1 s since the last commit, the stretched interval is 2 s: deferred
+    assert first.commits == [] and state is not None
+    first._committer.shutdown(wait=True)  # the process dies here: the rows exist only in the epoch's state
+    second = IcebergWriter(open_catalog(settings), settings.namespace)
+    second.recover(state)
+    second.write(arrow_batch(10, 5))  # the source resumes after the epoch
+    second.close()
+    table = second.tables[TRADES]
+    rows = sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist())
+    assert rows == [o for o in range(15) if o not in (4, 8)]
+    assert summed_property(table, "k2.messages") == {"market.trades/0": 15}
+    assert summed_property(table, "k2.duplicates") == {"market.trades/0": 2}
+    assert committed_offsets(table) == {"market.trades/0": 15}
+
+
+def test_the_stretched_interval_over_the_epoch_commits(settings):
+    clock = Clock()
+    m = manager(clock)
+    m.update(Signals(600_000, 0, 0.0, 0))
+    w = IcebergWriter(
+        open_catalog(settings), settings.namespace, commit_interval_seconds=1.0, degradation=m, clock=clock
+    )
+    w.write(arrow_batch(0, 10))
+    clock.now += 2.0
+    w.end_epoch()
+    w.close()
+    assert w.commits[0].table == TRADES and w.commits[0].rows == 10
