@@ -11,6 +11,7 @@ import pytest
 from pyiceberg.types import StringType
 
 from k2.catalog import TRADES, open_catalog
+from k2.cli import main
 from k2.maintenance import (
     MaintenancePolicy,
     compact,
@@ -177,3 +178,13 @@ def test_repeated_maintenance_between_commits_keeps_every_row(settings, retain_l
     assert sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist()) == list(range(60))
     assert summed_property(table, "k2.messages") == {KEY: 60}
     assert committed_offsets(table) == {KEY: 60}
+
+
+def test_k2_maintain_command_prints_what_it_did(settings, monkeypatch, capsys):
+    write_commits(settings, 5)
+    monkeypatch.setenv("K2_DATA_DIR", settings.data_dir)
+    assert main(["maintain", "--tables", "trades", "--retain-last", "1", "--max-age", "0", "--min-files", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "market_data.trades: compacted 5 files (25 rows, 1 partitions) into 1" in out
+    assert "expired 4 snapshots" in out
+    assert main(["maintain", "--tables", "nope"]) == 2
