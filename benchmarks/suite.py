@@ -38,7 +38,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "query": ("query.py", [], ["--quick"], "--out"),
     "realtime": ("realtime.py", [], ["--quick"], "--out"),
     "replay": ("replay.py", [], ["--quick"], "--out"),
-    "commit-latency": ("commit_latency.py", [], ["--commits", "40", "--every", "10"], "--report"),
+    "commit-latency": ("commit_latency.py", [], ["--commits", "20", "--every", "10"], "--report"),
 }
 NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay"}
 
