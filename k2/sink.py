@@ -41,7 +41,7 @@ from k2.columnar import ArrowBatch, empty_table
 from k2.config import Settings
 from k2.degrade import DegradationManager
 from k2.metrics import BREAKER_STATE, COMMIT_SECONDS, COMMITS, SNAPSHOTS
-from k2.seams import OFFSETS_PROPERTY, committed_offsets, lowest
+from k2.seams import OFFSETS_PROPERTY, committed_offsets, lowest, summed_property  # noqa: F401 - re-exported: counters include what expiry carried
 
 DUPLICATES_PROPERTY = "k2.duplicates"
 MESSAGES_PROPERTY = "k2.messages"
@@ -420,17 +420,6 @@ class _Transaction(Transaction):
 def start_offsets(settings: Settings) -> dict[str, int]:
     """The resume positions recorded in the configured warehouse (creating the tables if needed)."""
     return resume_offsets(ensure_tables(open_catalog(settings), settings.namespace))
-
-
-def summed_property(table: Table, prop: str) -> dict[str, int]:
-    """Add up a per-partition counter property over every snapshot of a table (e.g. duplicates dropped)."""
-    totals: dict[str, int] = {}
-    for snapshot in table.snapshots():
-        value = snapshot.summary.additional_properties.get(prop) if snapshot.summary else None
-        if value:
-            for key, count in json.loads(value).items():
-                totals[key] = totals.get(key, 0) + int(count)
-    return totals
 
 
 def read_table(table: Table, columns: Iterable[str] | None = None) -> pa.Table:
