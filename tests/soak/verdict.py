@@ -49,7 +49,7 @@ class RssVerdict:
 
     @property
     def ok(self) -> bool:
-        return self.window_growth <= self.limit and self.fitted_growth <= self.limit
+        return bool(self.window_growth <= self.limit and self.fitted_growth <= self.limit)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
@@ -82,7 +82,7 @@ def judge_rss(t: Sequence[float], rss_kib: Sequence[float], warmup_end: float) -
         end_kib=end,
         window_growth=end / baseline - 1,
         slope_kib_per_s=slope,
-        fitted_growth=slope * (ts[-1] - ts[0]) / baseline,
+        fitted_growth=float(slope * (ts[-1] - ts[0]) / baseline),
         growth_per_hour=slope * 3_600 / baseline,
         limit=RSS_GROWTH_LIMIT,
     )
@@ -97,7 +97,7 @@ class LagVerdict:
 
     @property
     def ok(self) -> bool:
-        return self.end_lag <= self.bound and self.slope_per_s <= self.slope_limit
+        return bool(self.end_lag <= self.bound and self.slope_per_s <= self.slope_limit)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
