@@ -23,6 +23,9 @@ PRICE_SCALE = 8
 PRICE_PRECISION = 18
 _QUANTUM = Decimal(1).scaleb(-PRICE_SCALE)
 _LIMIT = Decimal(10) ** (PRICE_PRECISION - PRICE_SCALE)
+# Sequence columns are longs, and a gap/reset event records the expected next number (the highest seen + 1):
+# anything larger would fail the Arrow cast after validation, so it is rejected here.
+_MAX_SEQUENCE = 2**63 - 2
 
 _DECODERS: dict[str, msgspec.json.Decoder] = {
     "trade": msgspec.json.Decoder(Trade),
@@ -158,7 +161,7 @@ def _fast_trades(values: list[bytes], rules: Rules, rows: list, at: list[int], s
             and row.trade_id
             and lo <= row.timestamp < hi
             and (ingested is None or lo <= ingested < hi)
-            and (seq is None or seq >= 0)
+            and (seq is None or 0 <= seq <= _MAX_SEQUENCE)
         ):
             add_row(row)
             add_at(i)
@@ -189,7 +192,7 @@ def _fast_quotes(values: list[bytes], rules: Rules, rows: list, at: list[int], s
             and row.quote_id
             and lo <= row.timestamp < hi
             and (ingested is None or lo <= ingested < hi)
-            and (seq is None or seq >= 0)
+            and (seq is None or 0 <= seq <= _MAX_SEQUENCE)
         ):
             add_row(row)
             add_at(i)
@@ -327,6 +330,11 @@ def _check_common(record: Record, rules: Rules) -> Rejection | None:
         return Rejection("timestamp_out_of_range", f"ingestion_timestamp {ingested} µs is outside the accepted range")
     if record.source_sequence is not None and record.source_sequence < 0:
         return Rejection("negative_sequence", f"source_sequence {record.source_sequence} is negative")
+    if record.source_sequence is not None and record.source_sequence > _MAX_SEQUENCE:
+        return Rejection(
+            "invalid_field:source_sequence",
+            f"source_sequence {record.source_sequence} does not fit a long (with its successor)",
+        )
     return None
 
 
@@ -364,7 +372,7 @@ def _common_ok(record: Record, rules: Rules) -> bool:
         and record.currency
         and lo <= record.timestamp < hi
         and (ingested is None or lo <= ingested < hi)
-        and (seq is None or seq >= 0)
+        and (seq is None or 0 <= seq <= _MAX_SEQUENCE)
     )
 
 

@@ -90,6 +90,21 @@ def test_unknown_kind_is_a_rejection_not_a_crash():
     assert reason(trade(), kind="option_chain") == "unknown_kind"
 
 
+@pytest.mark.parametrize("sequence", [2**63 - 1, 2**63, 10**40])
+def test_a_sequence_beyond_64_bits_is_a_dead_letter_not_an_arrow_overflow(sequence):
+    """Found by tests/chaos/test_fuzz.py: it passed validation and then failed the cast to the long column (or,
+    for 2**63 - 1, the expected next number of a gap/reset event)."""
+    from k2.columnar import to_arrow
+
+    assert reason(trade(source_sequence=sequence)) == "invalid_field:source_sequence"
+    assert reason(quote(source_sequence=sequence), "quote") == "invalid_field:source_sequence"
+    batch = validate_batch(
+        raw_batch([trade(source_sequence=2**63 - 2), trade(source_sequence=sequence)]), "trade", RULES
+    )
+    assert len(batch.records) == 1 and [d.reason for d in batch.dead_letters] == ["invalid_field:source_sequence"]
+    assert to_arrow(batch).tables["trades"]["source_sequence"].to_pylist() == [2**63 - 2]
+
+
 @pytest.mark.parametrize("bad", [b"\xed\xa0\x80", b"\xff", b"\xc0\xaf", b"\xe2\x82"])
 def test_bad_utf8_in_a_string_is_malformed_json_not_a_crash(bad):
     """msgspec raises UnicodeDecodeError (not a DecodeError) for these; found by tests/chaos/test_fuzz.py."""
