@@ -68,6 +68,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     memory_limit_mb: int = 4096
     degrade_cool_down_seconds: float = 10.0
     low_priority_topics: str = ""  # comma-separated; empty: K2_QUOTES_TOPIC
+    # Table maintenance by the flow's committer (k2.maintenance), every this many commits (0: off; `k2 maintain`
+    # does it by hand). Time travel (`as_of`) reaches back as far as snapshots are retained.
+    maintenance_every_commits: int = 300
+    snapshot_retain_last: int = 20
+    snapshot_retention_seconds: float = 900.0
 
     # Validation: fixed bounds, never the wall clock, so replays decide the same
     min_timestamp_us: int = 946_684_800_000_000  # 2000-01-01T00:00:00Z
@@ -109,6 +114,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "realtime_max_messages",
             "commit_failure_threshold",
             "memory_limit_mb",
+            "snapshot_retain_last",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")
@@ -127,7 +133,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"{env_name('metrics_port')} must be a TCP port, or 0 for off")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}")
-        for name in ("api_rate_limit", "query_refresh_seconds", "commit_give_up_seconds", "degrade_cool_down_seconds"):
+        for name in (
+            "api_rate_limit",
+            "query_refresh_seconds",
+            "commit_give_up_seconds",
+            "degrade_cool_down_seconds",
+            "maintenance_every_commits",
+            "snapshot_retention_seconds",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{env_name(name)} must not be negative")
         if self.synthetic_messages < 0:

@@ -46,8 +46,14 @@ from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Operation, Snapshot, Summary
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _ManifestMergeManager, _OverwriteFiles
 
-from k2.seams import OFFSETS_PROPERTY, add_counts, carried_property, counter_of
-from k2.sink import DUPLICATES_PROPERTY, MESSAGES_PROPERTY
+from k2.seams import (
+    DUPLICATES_PROPERTY,
+    MESSAGES_PROPERTY,
+    OFFSETS_PROPERTY,
+    add_counts,
+    carried_property,
+    counter_of,
+)
 
 COUNTERS = (MESSAGES_PROPERTY, DUPLICATES_PROPERTY)
 MIB = 1 << 20

@@ -18,6 +18,8 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 OFFSETS_PROPERTY = "k2.kafka.offsets"
+MESSAGES_PROPERTY = "k2.messages"  # per partition: messages a commit covered
+DUPLICATES_PROPERTY = "k2.duplicates"  # per partition: duplicates among them, dropped
 CARRIED_PREFIX = "k2.carried."  # table property prefix: counters of snapshots that expiry removed
 
 

@@ -40,11 +40,17 @@ from k2.catalog import (
 from k2.columnar import ArrowBatch, empty_table
 from k2.config import Settings
 from k2.degrade import DegradationManager
+from k2.maintenance import MaintenancePolicy, maintain
 from k2.metrics import BREAKER_STATE, COMMIT_SECONDS, COMMITS, SNAPSHOTS
-from k2.seams import OFFSETS_PROPERTY, committed_offsets, lowest, summed_property  # noqa: F401 - re-exported: counters include what expiry carried
+from k2.seams import (  # noqa: F401 - the counters and summed_property are re-exported
+    DUPLICATES_PROPERTY,
+    MESSAGES_PROPERTY,
+    OFFSETS_PROPERTY,
+    committed_offsets,
+    lowest,
+    summed_property,
+)
 
-DUPLICATES_PROPERTY = "k2.duplicates"
-MESSAGES_PROPERTY = "k2.messages"
 COMMIT_ID_PROPERTY = "k2.commit"  # tells, after a failed attempt, whether the commit landed anyway
 # Side tables first: a crash between commits then re-derives (and filters) data rows, never loses a dead letter.
 COMMIT_ORDER = (DEAD_LETTERS, SEQUENCE_GAPS, QUOTES, TRADES)
@@ -91,6 +97,8 @@ class IcebergWriter:
         seam_heartbeat_seconds: float = 30.0,
         breaker: CircuitBreaker | None = None,
         degradation: DegradationManager | None = None,
+        maintenance_every_commits: int = 0,
+        maintenance_policy: MaintenancePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tables = ensure_tables(catalog, namespace)
@@ -120,6 +128,11 @@ class IcebergWriter:
         self.breaker = breaker or CircuitBreaker("iceberg_commit", on_state=_export_breaker_state)
         _export_breaker_state(self.breaker.name, self.breaker.state)
         self.degradation = degradation  # stretches the commit interval under pressure; hears every commit's time
+        # Table maintenance on the committer thread, between this writer's own commits (so it never races them):
+        # without it every commit adds a snapshot and a manifest, and commits slow down as they accumulate.
+        self.maintenance_every_commits = maintenance_every_commits
+        self.maintenance_policy = maintenance_policy or MaintenancePolicy()
+        self._commits_since_maintenance = 0
 
     def write(self, batch: ArrowBatch) -> None:
         if self._failure is not None:
@@ -317,6 +330,20 @@ class IcebergWriter:
         except BaseException:
             self._committer_failed = True
             raise
+        self._commits_since_maintenance += len(jobs)
+        if self.maintenance_every_commits and self._commits_since_maintenance >= self.maintenance_every_commits:
+            self._commits_since_maintenance = 0
+            self.maintain()
+
+    def maintain(self) -> None:
+        """Compact, merge manifests and expire snapshots of every table (see `k2.maintenance`). A failure is
+        logged, never fatal: the data is committed; maintenance simply runs again next time."""
+        for name in self.tables:
+            try:
+                maintain(self.tables[name], self.maintenance_policy)
+                self.tables[name] = self.tables[name].refresh()
+            except Exception as exc:
+                log.warning("maintenance of %s failed: %s", name, exc, extra={"table": name, "error": repr(exc)})
 
     def _commit_table(
         self, name: str, parts: list[pa.Table], seam: dict[str, int], counts: dict[str, tuple[int, int]]
@@ -475,6 +502,11 @@ class IcebergSink(FixedPartitionedSink[ArrowBatch, bytes | None]):
                     on_state=_export_breaker_state,
                 ),
                 degradation=degradation,
+                maintenance_every_commits=settings.maintenance_every_commits,
+                maintenance_policy=MaintenancePolicy(
+                    retain_last=settings.snapshot_retain_last,
+                    max_snapshot_age_seconds=settings.snapshot_retention_seconds,
+                ),
             )
 
         return cls(factory)

@@ -188,3 +188,19 @@ def test_k2_maintain_command_prints_what_it_did(settings, monkeypatch, capsys):
     assert "market_data.trades: compacted 5 files (25 rows, 1 partitions) into 1" in out
     assert "expired 4 snapshots" in out
     assert main(["maintain", "--tables", "nope"]) == 2
+
+
+def test_the_flow_writer_maintains_its_tables_every_n_commits(settings):
+    policy = MaintenancePolicy(retain_last=3, max_snapshot_age_seconds=None, min_files_to_compact=2)
+    writer = IcebergWriter(
+        open_catalog(settings), settings.namespace, maintenance_every_commits=5, maintenance_policy=policy
+    )
+    for start in range(0, 200, 10):
+        writer.write(arrow_batch(start, 10))
+        writer.commit()
+    writer.close()
+    table = writer.tables["trades"].refresh()
+    assert len(table.snapshots()) <= 3 + 5  # kept ones plus at most one period's new commits
+    assert sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist()) == list(range(200))
+    assert committed_offsets(table) == {"market.trades/0": 200}
+    assert summed_property(table, "k2.messages") == {"market.trades/0": 200}  # expired counts carried
