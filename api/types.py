@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -48,6 +49,9 @@ class _TickRow(msgspec.Struct, omit_defaults=True):
     source_topic: str | UnsetType = UNSET
     source_partition: int | UnsetType = UNSET
     source_offset: int | UnsetType = UNSET
+    # Columns the table gained after this API was written (schema evolution), by name: they reach JSON clients
+    # without a new API version (CSV, Parquet and Arrow carry them as ordinary columns).
+    extra: dict[str, Any] | UnsetType = UNSET
 
 
 class TradeRow(_TickRow):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response
@@ -52,11 +52,23 @@ def as_of_time(text: str | None) -> int | None:
     return parse_time(text, "as_of")
 
 
+def _with_extra(rows: list[dict[str, Any]], row_type: type) -> list[dict[str, Any]]:
+    """Columns `row_type` does not declare (added to the table later) move under the row's `extra`."""
+    known = set(getattr(row_type, "__struct_fields__", ()))
+    if not rows or "extra" not in known or known.issuperset(rows[0]):
+        return rows
+    for row in rows:
+        row["extra"] = {name: row.pop(name) for name in [n for n in row if n not in known]}
+    return rows
+
+
 def page_response(fmt: str, page: Page, page_type: type, row_type: type, **fields: object) -> Response:
     """A query page in the negotiated format: JSON as `page_type(data=[row_type, ...], meta=..., **fields)`,
     any other format as the Arrow rows themselves with the freshness in `X-K2-*` headers."""
     info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
     body = None
     if fmt == "json":
-        body = page_type(data=msgspec.convert(python_rows(page.rows), list[row_type]), meta=info, **fields)
+        body = page_type(
+            data=msgspec.convert(_with_extra(python_rows(page.rows), row_type), list[row_type]), meta=info, **fields
+        )
     return respond(fmt, page.rows, body, info)

@@ -22,11 +22,14 @@ from api.controllers.common import (
 from api.formats import negotiate
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
 from k2.catalog import QUOTES, TRADES
-from k2.query import FIELDS, ticks_between
-from k2.query.params import parse_fields, parse_list, time_range
+from k2.query import ticks_between
+from k2.query.params import parse_list, time_range
 
 Cursor = Annotated[str | None, Parameter(description="`meta.next_cursor` of the previous page", max_length=512)]
-Fields = Annotated[str | None, Parameter(description="comma-separated columns to return (default: all)")]
+Fields = Annotated[
+    str | None,
+    Parameter(description="comma-separated columns to return (default: all, including columns added to the table)"),
+]
 
 
 def tick_controller(name: str, page_type: type, row_type: type, summary: str, description: str) -> type[Controller]:
@@ -60,7 +63,7 @@ def tick_controller(name: str, page_type: type, row_type: type, summary: str, de
             end=hi,
             limit=limit,
             cursor=cursor,
-            fields=parse_fields(fields, FIELDS[name]),
+            fields=parse_list(fields),  # checked against the table's columns, added ones included
             snapshot_id=snapshot_id,
             as_of=as_of_time(as_of),
             realtime=freshness == "realtime",

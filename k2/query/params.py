@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -119,9 +120,13 @@ def parse_list(text: str | None) -> list[str] | None:
     return items or None
 
 
-def parse_fields(text: str | None, allowed: tuple[str, ...]) -> list[str] | None:
-    fields = parse_list(text)
-    if fields is None:
+def parse_fields(text: str | None, allowed: Sequence[str]) -> list[str] | None:
+    return check_fields(parse_list(text), allowed)
+
+
+def check_fields(fields: Sequence[str] | None, allowed: Sequence[str]) -> list[str] | None:
+    """The requested columns without repeats, or a QueryError naming the unknown ones."""
+    if not fields:
         return None
     unknown = [f for f in fields if f not in allowed]
     if unknown:

@@ -18,7 +18,7 @@ from pyiceberg.schema import Schema
 from k2.catalog import QUOTES, SCHEMAS, TRADES
 from k2.columnar import ARROW_SCHEMAS
 from k2.query.engine import Freshness, QueryEngine, Scan, to_datetime
-from k2.query.params import Cursor, QueryError
+from k2.query.params import Cursor, QueryError, check_fields
 
 FIELDS: dict[str, tuple[str, ...]] = {name: tuple(f.name for f in SCHEMAS[name].fields) for name in (TRADES, QUOTES)}
 ORDER = ("timestamp", "source_topic", "source_partition", "source_offset")
@@ -91,7 +91,8 @@ def ticks_between(
     )
     freshness = scan.freshness
     added = added_columns(scan)
-    selected = list(fields) if fields else [*FIELDS[name], *added.column_names]
+    available = [*FIELDS[name], *added.column_names]  # columns added by schema evolution can be asked for too
+    selected = check_fields(fields, available) or available
     if scan.plan.snapshot_id is None and scan.tail is None:
         return Page(_empty(name, selected), freshness)
     params: dict[str, Any] = {"limit": limit + 1}

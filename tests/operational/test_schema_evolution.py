@@ -76,6 +76,15 @@ def test_the_flow_keeps_writing_after_a_column_is_added_and_the_api_returns_it(s
         )
         assert response.status_code == 200, response.text
         served = list(csv.DictReader(io.StringIO(response.text)))
+        as_json = httpx.get(f"{base}/v1/trades", params={"limit": 100_000}, headers={"X-API-Key": KEY}).json()
+        chosen = httpx.get(
+            f"{base}/v1/trades", params={"fields": "trade_id,venue", "limit": 5}, headers={"X-API-Key": KEY}
+        ).json()
+    # JSON keeps its typed rows and carries the added column under `extra`; `fields=` can name it
+    json_venues = [(row["source_topic"], row["extra"]["venue"]) for row in as_json["data"]]
+    assert [venue for topic, venue in json_venues if topic == "enrichment"] == ["XNAS"] * 3
+    assert {venue for topic, venue in json_venues if topic != "enrichment"} == {None}
+    assert all(set(row) == {"trade_id", "extra"} and "venue" in row["extra"] for row in chosen["data"])
     assert len(served) == rows.num_rows
     assert {row["venue"] for row in served if row["source_topic"] == "enrichment"} == {"XNAS"}
     assert {row["venue"] for row in served if row["source_topic"] != "enrichment"} == {""}
