@@ -14,8 +14,7 @@ import pytest
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import ensure_topics, publish
-from k2.reconcile import reconcile
-from tests.fixtures.flow import read_landed
+from tests.fixtures.flow import assert_landed_exactly
 from tests.fixtures.kafka import load_local_kafka, local_jvm_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,11 +67,4 @@ def test_broker_restart_mid_run(tmp_path):
         broker.stop()
 
     settings = load_settings({}, data_dir=env["K2_DATA_DIR"])
-    landed = read_landed(settings)
-    rows = landed.tables["trades"].num_rows + landed.tables["quotes"].num_rows
-    assert rows == feed.stats.sent - feed.stats.invalid - feed.stats.duplicates
-    for name in ("trades", "quotes"):
-        table = landed.tables[name]
-        positions = list(zip(table["source_partition"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
-        assert len(positions) == len(set(positions))
-    assert all(report.balanced for report in reconcile(settings))
+    assert_landed_exactly(settings, feed.stats)

@@ -28,7 +28,7 @@ from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import ensure_topics, partitions_of, publish, watermarks
 from k2.reconcile import reconcile
 from k2.sink import committed_offsets
-from tests.fixtures.flow import read_landed
+from tests.fixtures.flow import assert_landed_exactly
 from tests.fixtures.kafka import load_local_kafka, private_local_broker
 from tests.fixtures.proxy import Mode, TcpProxy
 
@@ -168,24 +168,8 @@ def test_flow_survives_latency_resets_and_a_partition_exactly_once(tmp_path):
         f"flow done {finished:.0f}; proxy {proxy.stats}"
     )
 
-    landed = read_landed(settings)
-    stats = feed.stats
-    for name in ("trades", "quotes"):
-        table = landed.tables[name]
-        positions = list(zip(table["source_partition"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
-        assert len(positions) == len(set(positions)), f"{name}: a source position landed twice"
-        keys = list(zip(table["symbol"].to_pylist(), table["source_sequence"].to_pylist(), strict=True))
-        assert len(keys) == len(set(keys)), f"{name}: a natural key landed twice"
-    rows = landed.tables["trades"].num_rows + landed.tables["quotes"].num_rows
-    assert rows == stats.sent - stats.invalid - stats.duplicates, "lost or duplicated rows"
-    assert landed.tables["dead_letters"].num_rows == stats.invalid
-    dead = landed.tables["dead_letters"]
-    dead_positions = list(
-        zip(*(dead[c].to_pylist() for c in ("source_topic", "source_partition", "source_offset")), strict=True)
-    )
-    assert len(dead_positions) == len(set(dead_positions))
+    assert_landed_exactly(settings, feed.stats, reports)
     assert sum(high for _, high in marks.values()) == total
     for report in reports:
-        assert report.balanced, report
         assert report.committed_offset == report.high_watermark, report
         assert report.messages == report.high_watermark - report.low_watermark, report

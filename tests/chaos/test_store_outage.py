@@ -24,9 +24,8 @@ from k2.catalog import open_catalog
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import publish
-from k2.reconcile import reconcile
 from tests.fixtures.api import free_port
-from tests.fixtures.flow import read_landed
+from tests.fixtures.flow import assert_landed_exactly
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,15 +102,7 @@ def assert_exact(data_dir: Path, feed: SyntheticFeed, env: dict[str, str]) -> No
     settings = load_settings(
         {}, data_dir=str(data_dir), trades_topic=env["K2_TRADES_TOPIC"], quotes_topic=env["K2_QUOTES_TOPIC"]
     )
-    landed = read_landed(settings)
-    rows = landed.tables["trades"].num_rows + landed.tables["quotes"].num_rows
-    assert rows == feed.stats.sent - feed.stats.invalid - feed.stats.duplicates
-    assert landed.tables["dead_letters"].num_rows == feed.stats.invalid
-    for name in ("trades", "quotes"):
-        table = landed.tables[name]
-        positions = list(zip(table["source_partition"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
-        assert len(positions) == len(set(positions))
-    assert all(report.balanced for report in reconcile(settings))
+    assert_landed_exactly(settings, feed.stats)
 
 
 def committed_once(data_dir: Path) -> Callable[[], bool]:

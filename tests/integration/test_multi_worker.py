@@ -13,8 +13,7 @@ import pytest
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import publish
-from k2.reconcile import reconcile
-from tests.fixtures.flow import read_landed
+from tests.fixtures.flow import assert_landed_exactly
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
@@ -48,15 +47,7 @@ def check_exact(data_dir: Path, env: dict[str, str], feed: SyntheticFeed) -> Non
     settings = load_settings(
         {}, data_dir=str(data_dir), trades_topic=env["K2_TRADES_TOPIC"], quotes_topic=env["K2_QUOTES_TOPIC"]
     )
-    landed = read_landed(settings)
-    rows = landed.tables["trades"].num_rows + landed.tables["quotes"].num_rows
-    assert rows == feed.stats.sent - feed.stats.invalid - feed.stats.duplicates
-    assert landed.tables["dead_letters"].num_rows == feed.stats.invalid
-    for name in ("trades", "quotes"):
-        table = landed.tables[name]
-        positions = list(zip(table["source_partition"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
-        assert len(positions) == len(set(positions))
-    assert all(report.balanced for report in reconcile(settings))
+    assert_landed_exactly(settings, feed.stats)
 
 
 def test_two_workers_in_one_process(produced, tmp_path):
