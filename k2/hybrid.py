@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import groupby
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,6 +76,42 @@ def _filtered(
     return rows.filter(mask)
 
 
+class TailPart:
+    """Clean tail rows of one partition, sorted by symbol, with where each symbol's rows lie: a query for a few
+    symbols (the usual case) slices them out instead of filtering every buffered row (measured: filtering 50k
+    buffered rows per table was most of what a realtime query added)."""
+
+    __slots__ = ("index", "max_offset", "rows")
+
+    def __init__(self, rows: pa.Table):
+        # Stable: within a symbol the rows stay in offset order.
+        self.rows = rows.sort_by([("symbol", "ascending")]) if rows.num_rows else rows
+        self.index: dict[str, tuple[int, int]] = {}
+        start = 0
+        for symbol, group in groupby(self.rows["symbol"].to_pylist()):
+            count = sum(1 for _ in group)
+            self.index[symbol] = (start, count)
+            start += count
+        self.max_offset = pc.max(self.rows["source_offset"]).as_py() if rows.num_rows else -1
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows.num_rows
+
+    def select(self, symbols: Sequence[str] | None) -> pa.Table:
+        if not symbols:
+            return self.rows
+        slices = [self.rows.slice(*self.index[symbol]) for symbol in dict.fromkeys(symbols) if symbol in self.index]
+        return pa.concat_tables(slices) if slices else self.rows.slice(0, 0)
+
+    def from_offset(self, offset: int) -> TailPart:
+        return TailPart(self.rows.filter(pc.greater_equal(self.rows["source_offset"], offset)))
+
+    @staticmethod
+    def merged(parts: list[TailPart]) -> TailPart:
+        return TailPart(pa.concat_tables([part.rows for part in parts]).combine_chunks())
+
+
 class PartitionPipeline:
     """One source partition through the flow's steps, in the flow's order, with the flow's state."""
 
@@ -108,7 +145,7 @@ class TailFollower:
         self.warmup = settings.resume_warmup_messages if warmup_messages is None else warmup_messages
         self.poll_seconds = poll_seconds
         self._lock = threading.Condition()
-        self._buffers: dict[str, list[pa.Table]] = {}
+        self._buffers: dict[str, list[TailPart]] = {}
         self._position: dict[str, int] = {}
         # Per partition, the newest seam a query has shown, and the one before it: rows are kept from the older of
         # the two, so a request still holding the previous snapshot (planned just before a commit) finds its rows.
@@ -179,7 +216,9 @@ class TailFollower:
                 position = self._position.get(key, first)
                 if position > first:
                     offsets[key] = (first, position)
-                parts += [_filtered(part, first, symbols, start, end) for part in self._buffers.get(key, ())]
+                parts += [
+                    _filtered(part.select(symbols), first, None, start, end) for part in self._buffers.get(key, ())
+                ]
         parts = [part for part in parts if part.num_rows]
         rows = pa.concat_tables(parts) if parts else ARROW_SCHEMAS[table].empty_table()
         return TailSlice(table, rows, offsets, complete)
@@ -206,8 +245,8 @@ class TailFollower:
             self._floor[key] = offset
             kept = []
             for part in self._buffers.get(key, []):
-                if part.num_rows and pc.max(part["source_offset"]).as_py() >= offset:
-                    kept.append(part.filter(pc.greater_equal(part["source_offset"], offset)))
+                if part.max_offset >= offset:
+                    kept.append(part.from_offset(offset))
             self._buffers[key] = kept
         self._buffered = sum(t.num_rows for parts in self._buffers.values() for t in parts)
 
@@ -274,14 +313,17 @@ class TailFollower:
             rows = self._pipelines[key].process(raw)
             with self._lock:
                 floor = self._floor.get(key, 0)
-                if rows is not None and rows.num_rows:
-                    if raw.offsets[0] < floor:
-                        rows = rows.filter(pc.greater_equal(rows["source_offset"], floor))
-                    if rows.num_rows:
-                        parts = self._buffers.setdefault(key, [])
-                        parts.append(rows)
-                        if len(parts) >= 32:  # few large parts: a query filters each of them
-                            self._buffers[key] = [pa.concat_tables(parts).combine_chunks()]
-                        self._buffered += rows.num_rows
+            if rows is not None and rows.num_rows and raw.offsets[0] < floor:
+                rows = rows.filter(pc.greater_equal(rows["source_offset"], floor))
+            # Sorted and indexed here, off the query path; a floor moving meanwhile only keeps a few rows longer
+            # (queries filter by their own seam).
+            part = TailPart(rows) if rows is not None and rows.num_rows else None
+            with self._lock:
+                if part is not None:
+                    parts = self._buffers.setdefault(key, [])
+                    parts.append(part)
+                    if len(parts) >= 32:  # fewer, larger parts: a query slices each of them
+                        self._buffers[key] = [TailPart.merged(parts)]
+                    self._buffered += part.num_rows
                 self._position[key] = raw.next_offset
                 self._lock.notify_all()

@@ -135,7 +135,10 @@ def latest_by_symbol(
         scan = engine.scan(
             name, symbols=symbols, snapshot_id=(snapshot_ids or {}).get(name), as_of=as_of, realtime=realtime
         )
-        arrows[f"{alias}_state"] = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
+        state = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
+        if symbols:  # a few instruments of many: the query below then folds and joins only theirs
+            state = state.filter(pc.is_in(state["symbol"], value_set=pa.array(symbols, state["symbol"].type)))
+        arrows[f"{alias}_state"] = state
         sources[alias] = f"{{{alias}_state}}"
         if scan.tail is not None and scan.tail.rows.num_rows:
             # The tail's rows folded into the kept state inside the one query below (each query costs ms).
