@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -51,6 +52,7 @@ from k2.seams import (  # noqa: F401 - the counters and summed_property are re-e
     summed_property,
 )
 
+RECENT_COMMITS = 1_000  # a long-running flow must not keep one entry per commit forever
 COMMIT_ID_PROPERTY = "k2.commit"  # tells, after a failed attempt, whether the commit landed anyway
 # Side tables first: a crash between commits then re-derives (and filters) data rows, never loses a dead letter.
 COMMIT_ORDER = (DEAD_LETTERS, SEQUENCE_GAPS, QUOTES, TRADES)
@@ -116,7 +118,7 @@ class IcebergWriter:
         self._kind_table: dict[str, str] = {}  # which data table a partition feeds
         self._duplicates: dict[str, int] = {}
         self._messages: dict[str, int] = {}
-        self.commits: list[CommitResult] = []
+        self.commits: deque[CommitResult] = deque(maxlen=RECENT_COMMITS)  # the latest few, for tools and tests
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-iceberg-commit")
         # Commits handed to the committer thread and not known to be done, oldest first (at most
         # MAX_PENDING_COMMITS): each with its jobs, so a snapshot can carry what is not in Iceberg yet.
