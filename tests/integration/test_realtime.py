@@ -49,6 +49,7 @@ def test_realtime_is_exact_across_random_commits(tmp_path, kafka_bootstrap, kafk
     follower = start_follower(settings, engine)
     assert follower is not None
     seen_tail = 0
+    indexes = latest_indexes()
     try:
         while cut < len(messages):
             chunk = rng.randint(500, 3_000)
@@ -65,10 +66,16 @@ def test_realtime_is_exact_across_random_commits(tmp_path, kafka_bootstrap, kafk
                 got = rows_of(page.rows)
                 assert len(got) == page.rows.num_rows  # no message twice
                 realtime_rows[name] = got
+            # Latest of a few named instruments (folded in Python) equals the all-instruments SQL fold.
+            everyone = latest_by_symbol(engine, indexes, realtime=True)[0].to_pylist()
+            named = sorted({row["symbol"] for row in everyone})[:3]
+            few = latest_by_symbol(engine, indexes, symbols=named, realtime=True)[0].to_pylist()
+            assert few == [row for row in everyone if row["symbol"] in named]
             # Ground truth for what has been produced so far: ingest it all, then read Iceberg.
             run_flow(settings)
             for name in ("trades", "quotes"):
                 assert realtime_rows[name] == committed(settings, name), name
+            assert latest_by_symbol(engine, indexes, symbols=named)[0].to_pylist() == few
         assert seen_tail > 0  # the tail really was used, not only Iceberg
         # Latest per symbol, realtime, equals latest from the committed tables.
         rows, fresh = latest_by_symbol(engine, latest_indexes(), realtime=True)
