@@ -33,7 +33,7 @@ from k2.feed import FeedConfig, SyntheticFeed, feed_batches
 from k2.sequence import SequenceTracker
 from k2.sink import read_table
 from k2.sources import kind_for_topic
-from k2.steps import tune_gc
+from k2.steps import tune_process
 from k2.validate import Rules, validate_batch
 
 REPORT_DIR = Path(__file__).resolve().parent / "reports"
@@ -87,7 +87,7 @@ def main() -> None:
         flush=True,
     )
     settings = load_settings({})
-    tune_gc()
+    tune_process()
 
     # Warm-up on a small slice: the first commit imports pyiceberg's write path (~0.6 s measured), a one-off
     # cost that is not throughput.

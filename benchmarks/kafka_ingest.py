@@ -40,7 +40,7 @@ from k2.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.kafka import CheckedProducer, ensure_topics, make_producer, partitions_of, publish  # noqa: E402
-from k2.steps import tune_gc  # noqa: E402
+from k2.steps import tune_process  # noqa: E402
 from k2.validate import Rules, validate_batch  # noqa: E402
 
 REPORT = Path(__file__).resolve().parent / "reports" / "kafka_ingest.json"
@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args()
-    tune_gc()
+    tune_process()
     with broker() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)

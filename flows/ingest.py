@@ -24,7 +24,7 @@ from k2.logs import configure_logging
 from k2.metrics import serve_metrics
 from k2.sink import COMMITTER, IcebergSink, start_offsets
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
-from k2.steps import dedupe, observe, sequence_check, tune_gc
+from k2.steps import dedupe, observe, sequence_check, tune_process
 from k2.validate import Rules, validate_batch
 
 
@@ -86,7 +86,7 @@ def _flow_from_environment() -> Dataflow:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
-    tune_gc()
+    tune_process()
     degradation = degradation_from_settings(settings)  # one per process, shared by the sources and the sink
     return build_flow(
         default_source(settings, degradation),

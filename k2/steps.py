@@ -92,7 +92,7 @@ def observe(step_id: str, keyed: tuple[str, IngestBatch]) -> None:
         )
 
 
-def tune_gc() -> None:
+def tune_process() -> None:
     """Process settings for the flow (called once at its start).
 
     Collect rarely: the flow allocates millions of short-lived objects and holds no cycles worth chasing.
@@ -103,7 +103,8 @@ def tune_gc() -> None:
     RSS 449 MiB, 367 with the system allocator). glibc's malloc keeps what a burst took: the soak (tests/soak,
     3k msg/s) saw the flow's RSS creep and step up after every stall, never coming back: 541 -> 1,021 MiB in 5
     minutes, +8.7% in 2. jemalloc returns freed pages after a second (Arrow's decay time): flat between bursts, and
-    a 12 s stall's +74 MiB went back to +47 (glibc: +87, kept).
+    a 12 s stall's +74 MiB went back to +47 (glibc: +87, kept). Its cost: a higher peak on the Kafka benchmark
+    (663 MB, against 560-590 on glibc), for a flat line over hours.
     The system allocator remains the fallback for a pyarrow built without jemalloc.
     """
     gc.collect()
