@@ -30,8 +30,9 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from pyiceberg.catalog import Catalog
@@ -65,6 +66,7 @@ METADATA_PROPERTIES = {
 }
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MaintenancePolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,14 +143,35 @@ def maintain_tables(
     return [maintain(catalog.load_table((namespace, name)), policy) for name in names]
 
 
-def ensure_metadata_properties(table: Table) -> Table:
+def ensure_metadata_properties(table: Table, attempts: int = DEFAULT_POLICY.attempts) -> Table:
     """Turn on metadata-log trimming on a table created before it was a default."""
-    missing = {key: value for key, value in METADATA_PROPERTIES.items() if table.properties.get(key) != value}
-    if not missing:
-        return table
-    with table.transaction() as transaction:
-        transaction.set_properties(missing)
-    return table.refresh()
+
+    def set_missing() -> Table:
+        fresh = table.refresh()
+        missing = {key: value for key, value in METADATA_PROPERTIES.items() if fresh.properties.get(key) != value}
+        if missing:
+            with fresh.transaction() as transaction:
+                transaction.set_properties(missing)
+        return fresh.refresh()
+
+    return _racing(set_missing, table, attempts)
+
+
+def _racing(commit: Callable[[], T], table: Table, attempts: int) -> T:
+    """Run `commit` (which starts from freshly loaded metadata) again when another writer wins the race.
+
+    pyiceberg retries a conflicting append itself (`commit.retry.num-retries`), not every kind of commit, and a
+    flow committing several times a second can win all its retries.
+    """
+    for attempt in range(attempts):
+        try:
+            return commit()
+        except CommitFailedException:
+            if attempt == attempts - 1:
+                raise
+            log.info("maintenance commit on %s lost a race with another writer; again", ".".join(table.name()))
+            time.sleep(0.05 * (1 + random.random()) * min(2**attempt, 8))
+    raise AssertionError("unreachable")
 
 
 # --- compaction ------------------------------------------------------------------------------------------------
@@ -265,27 +288,19 @@ def merge_manifests(table: Table, attempts: int = DEFAULT_POLICY.attempts) -> Ta
 
 
 def _commit_rewrite(table: Table, deleted: list[DataFile], added: list[DataFile], attempts: int) -> None:
-    """Commit a `replace` snapshot, starting again on the newest metadata when a writer keeps winning the race.
+    """Commit a `replace` snapshot on the newest metadata. The files are written already, so another round only
+    redoes the manifests. It fails for good when an input file is no longer live (`ValidationException`)."""
 
-    pyiceberg retries a conflicting commit a few times itself (`commit.retry.num-retries`); a flow committing
-    several times a second can still win them all. The files are written already, so another round only redoes
-    the manifests. It fails for good when an input file is no longer live (`ValidationException`).
-    """
-    for attempt in range(attempts):
-        try:
-            with table.refresh().transaction() as transaction:
-                rewrite = _Rewrite(table, transaction)
-                for data_file in deleted:
-                    rewrite.delete_data_file(data_file)
-                for data_file in added:
-                    rewrite.append_data_file(data_file)
-                rewrite.commit()
-            return
-        except CommitFailedException:
-            if attempt == attempts - 1:
-                raise
-            log.info("maintenance commit on %s lost a race with another writer; again", ".".join(table.name()))
-            time.sleep(0.05 * (1 + random.random()))
+    def commit() -> None:
+        with table.refresh().transaction() as transaction:
+            rewrite = _Rewrite(table, transaction)
+            for data_file in deleted:
+                rewrite.delete_data_file(data_file)
+            for data_file in added:
+                rewrite.append_data_file(data_file)
+            rewrite.commit()
+
+    _racing(commit, table, attempts)
 
 
 def _manifest_count(table: Table) -> int:
@@ -347,28 +362,25 @@ def expire_snapshots(
 ) -> tuple[int, int]:
     """Expire what the policy lets go, carrying their counters forward in the same commit, then delete the files
     only they referenced. Returns (snapshots expired, files deleted). Retries on a concurrent commit."""
-    for attempt in range(policy.attempts):
-        table = table.refresh()
-        before = table.metadata
+
+    def expire() -> tuple[Table, TableMetadata, list[int]]:
+        fresh = table.refresh()
+        before = fresh.metadata
         expired = snapshots_to_expire(before, policy, now_ms if now_ms is not None else int(time.time() * 1000))
-        if not expired:
-            return 0, 0
-        try:
-            with table.transaction() as transaction:
-                carried = carried_counters(table, expired)
+        if expired:
+            with fresh.transaction() as transaction:
+                carried = carried_counters(fresh, expired)
                 if carried:
                     transaction.set_properties(carried)
                 ExpireSnapshots(transaction).by_ids(expired).commit()
-        except CommitFailedException:
-            if attempt == policy.attempts - 1:
-                raise
-            time.sleep(0.05 * 2**attempt * (1 + random.random()))
-            continue
-        after = table.refresh().metadata
-        garbage = unreferenced_files(table.io, before, after)
-        _delete(table.io, garbage)
-        return len(expired), len(garbage)
-    raise AssertionError("unreachable")
+        return fresh, before, expired
+
+    fresh, before, expired = _racing(expire, table, policy.attempts)
+    if not expired:
+        return 0, 0
+    garbage = unreferenced_files(fresh.io, before, fresh.refresh().metadata)
+    _delete(fresh.io, garbage)
+    return len(expired), len(garbage)
 
 
 def unreferenced_files(io: FileIO, before: TableMetadata, after: TableMetadata) -> list[str]:
