@@ -73,6 +73,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_every_commits: int = 300
     snapshot_retain_last: int = 20
     snapshot_retention_seconds: float = 900.0
+    # Compaction reads and rewrites whole partitions: in the flow process it made RSS jump by ~100 MB (soak), so by
+    # default the flow only expires snapshots and merges manifests; compact with `k2 maintain` (cron) instead.
+    maintenance_compact: bool = False
 
     # Validation: fixed bounds, never the wall clock, so replays decide the same
     min_timestamp_us: int = 946_684_800_000_000  # 2000-01-01T00:00:00Z

@@ -9,6 +9,7 @@ table's seam, so a source that re-sends already committed messages cannot write 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
@@ -461,9 +462,17 @@ def read_table(table: Table, columns: Iterable[str] | None = None) -> pa.Table:
 COMMITTER = "iceberg"  # the one sink partition: a single committer per table avoids commit conflicts
 
 
+# The flow collects garbage rarely (see `k2.steps.tune_process`), so cyclic garbage (pyiceberg's metadata objects
+# of every commit among it) would wait for a full collection that may not come for many minutes: the soak measured
+# the flow's RSS creeping +8 % in 2 minutes, flat (+1 %) with full collections. One every interval, at an epoch end,
+# costs a fraction of a percent; collecting as often by thresholds cost ~15 % of throughput.
+FULL_COLLECTION_SECONDS = 20.0
+
+
 class _CommitterPartition(StatefulSinkPartition[ArrowBatch, bytes | None]):
     def __init__(self, writer: IcebergWriter, resume_state: bytes | None = None):
         self.writer = writer
+        self._collected_at = time.monotonic()
         if resume_state is not None:
             writer.recover(resume_state)
 
@@ -475,7 +484,11 @@ class _CommitterPartition(StatefulSinkPartition[ArrowBatch, bytes | None]):
         # Runs after the epoch's writes: hand everything to the committer and return what may not be in Iceberg
         # yet. The epoch's state then covers its data without waiting for the commit (measured: the flow spent
         # a third of its time waiting here); a restart from this epoch commits the rest (`recover`).
-        return self.writer.end_epoch()
+        state = self.writer.end_epoch()
+        if time.monotonic() - self._collected_at >= FULL_COLLECTION_SECONDS:
+            gc.collect()
+            self._collected_at = time.monotonic()
+        return state
 
     def close(self) -> None:
         self.writer.close()
@@ -508,6 +521,7 @@ class IcebergSink(FixedPartitionedSink[ArrowBatch, bytes | None]):
                 maintenance_policy=MaintenancePolicy(
                     retain_last=settings.snapshot_retain_last,
                     max_snapshot_age_seconds=settings.snapshot_retention_seconds,
+                    compact=settings.maintenance_compact,
                 ),
             )
 
