@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import pyarrow as pa  # noqa: E402
 
 from benchmarks.kafka_ingest import broker, flow_env  # noqa: E402
-from benchmarks.run_info import recorded  # noqa: E402
+from benchmarks.run_info import recorded, save_report  # noqa: E402
 from k2.catalog import TRADES  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
@@ -253,8 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
             "realtime: the same through ticks_between(realtime=True) with the tail follower in this process.",
         ],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save_report(report, args.out)
     print(json.dumps(report, indent=2))
     return report
 

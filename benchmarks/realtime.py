@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bytewax.testing import run_main  # noqa: E402
 
 from benchmarks.kafka_ingest import broker  # noqa: E402
-from benchmarks.run_info import recorded  # noqa: E402
+from benchmarks.run_info import recorded, save_report  # noqa: E402
 from flows.ingest import build_flow, default_source  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
@@ -136,8 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target": {"realtime_adds_p95_ms_max": 20, "met": all(v <= 20 for v in added.values())},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save_report(report, args.out)
     print(json.dumps(report, indent=2))
     return report
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bytewax.testing import TestingSource, run_main  # noqa: E402
 
 from benchmarks.kafka_ingest import broker  # noqa: E402
-from benchmarks.run_info import recorded  # noqa: E402
+from benchmarks.run_info import recorded, save_report  # noqa: E402
 from flows.ingest import build_flow  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
@@ -167,8 +167,7 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "command": "uv run python benchmarks/replay.py" + (" --quick" if args.quick else ""),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    save_report(report, out)
     print(json.dumps(report, indent=2))
 
 

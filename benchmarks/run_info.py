@@ -4,6 +4,7 @@ listed, not hidden)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -28,3 +29,9 @@ def recorded() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_1_5_15m": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def save_report(report: dict[str, Any], path: Path) -> None:
+    """Write a benchmark's JSON report (the generated report reads these files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
