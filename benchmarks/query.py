@@ -47,7 +47,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import pyiceberg  # noqa: E402
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan  # noqa: E402
 
-from k2.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
+from k2.catalog import TABLE_PROPERTIES, TRADES, ensure_tables, open_catalog  # noqa: E402
 from k2.columnar import ARROW_SCHEMAS  # noqa: E402
 from k2.config import Settings, load_settings  # noqa: E402
 from k2.query import (  # noqa: E402
@@ -242,7 +242,14 @@ def prepare_table(settings: Settings, rows: int, symbols: int, days: int, seed: 
     """The benchmark's trades table: reused when a complete one with the same parameters is there, else made."""
     data = settings.data_path
     meta_path = data / META_FILE
-    wanted = {"version": GENERATOR_VERSION, "rows": rows, "symbols": symbols, "days": days, "seed": seed}
+    wanted = {
+        "version": GENERATOR_VERSION,
+        "rows": rows,
+        "symbols": symbols,
+        "days": days,
+        "seed": seed,
+        "table_properties": TABLE_PROPERTIES,  # the layout the writer uses (row groups, codec)
+    }
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("complete") and {k: meta.get(k) for k in wanted} == wanted:

@@ -129,6 +129,9 @@ class QueryEngine:
         self._clock = clock
         self._db = duckdb.connect(config={"threads": duckdb_threads})
         self._db.execute("SET GLOBAL TimeZone = 'UTC'")  # timestamptz values come back as UTC datetimes
+        # Keep Parquet footers between queries: Iceberg never rewrites a data file in place, and re-reading the
+        # footers of the planned files was a quarter of a point query (30M trades: p50 21 -> 16 ms).
+        self._db.execute("SET GLOBAL parquet_metadata_cache = true")
         # The parent connection is not thread-safe, creating cursors included (two threads doing it at once were
         # seen to stall the process); each thread keeps one cursor, created under this lock.
         self._db_lock = threading.Lock()
