@@ -72,6 +72,7 @@ def default_source(settings: Settings, degradation: DegradationManager | None = 
             tail=settings.kafka_tail,
             warmup_messages=settings.resume_warmup_messages,
             degradation=degradation,
+            idle_tick_seconds=settings.epoch_seconds,  # an idle stream's dead letters still commit (k2.batch.tick)
         )
     return SyntheticSource.from_settings(settings)
 

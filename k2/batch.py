@@ -2,6 +2,9 @@
 
 A batch from one (topic, partition) keeps the partition's order and lets every step keep per-partition state;
 instruments are keyed to partitions, so per-instrument state lives with exactly one batch stream.
+
+An empty batch is a tick (see `tick`): an idle source sends one now and then so the sink's timed commits still run.
+It carries no message and no position: every step passes it on unchanged, and counts and seams stay as they were.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import msgspec
 
 from k2.schemas import DeadLetter, Kind, Record, SequenceEvent
+
+NO_POSITION = -1  # a tick's `next_offset`: it has reached no position; never compared with a seam
 
 
 class RawBatch(msgspec.Struct, gc=False):
@@ -26,7 +31,14 @@ class RawBatch(msgspec.Struct, gc=False):
 
     @property
     def next_offset(self) -> int:
-        return self.offsets[-1] + 1
+        return self.offsets[-1] + 1 if self.offsets else NO_POSITION
+
+
+def tick(topic: str, partition: int) -> RawBatch:
+    """An empty batch from an idle source partition. Bytewax runs a sink partition (and its epoch-end snapshot)
+    only in epochs in which items reach it, so without ticks an idle stream would keep its last dead letters and
+    gap events buffered in the sink, not committed, until the next message."""
+    return RawBatch(topic, partition, [], [])
 
 
 class IngestBatch(msgspec.Struct, gc=False, kw_only=True):

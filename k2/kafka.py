@@ -9,6 +9,7 @@ the writer, so whatever the start, nothing is written twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +19,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from k2.batch import RawBatch, position_key
+from k2.batch import RawBatch, position_key, tick
 from k2.degrade import DegradationManager
 from k2.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from k2.schemas import DeadLetter
@@ -168,9 +169,12 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         batch_size: int,
         tail: bool,
         degradation: DegradationManager | None = None,
+        idle_tick_seconds: float | None = None,
     ):
         self.topic, self.partition, self.batch_size = topic, partition, batch_size
         self._degradation = degradation
+        self._idle_tick_seconds = idle_tick_seconds
+        self._last_emitted = time.monotonic()  # the last batch or tick handed to the flow
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -216,10 +220,11 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         if any(message.error() is not None for message in messages):
             messages = [m for m in messages if not _end_of_partition(m)]
         if not messages:
-            self._awake = datetime.now(UTC) + IDLE_POLL
+            self._awake = datetime.now(UTC) + IDLE_POLL  # also wakes the reader for its next tick
             self._update_lag()
-            return []
+            return self._tick_if_due()
         self._awake = None
+        self._last_emitted = time.monotonic()
         # Column-wise, one pass per field: this runs for every message.
         offsets = [m.offset() for m in messages]
         values = [m.value() or b"" for m in messages]
@@ -227,6 +232,17 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._next = offsets[-1] + 1
         self._update_lag()
         return [RawBatch(self.topic, self.partition, offsets, values, timestamps)]
+
+    def _tick_if_due(self) -> list[RawBatch]:
+        """A tick once the partition has had nothing to read for an interval (see `k2.batch.tick`), then another
+        every interval while it stays idle. A paused topic sends none: the topic it yields to keeps the sink busy."""
+        if self._idle_tick_seconds is None:
+            return []
+        now = time.monotonic()
+        if now - self._last_emitted < self._idle_tick_seconds:
+            return []
+        self._last_emitted = now
+        return [tick(self.topic, self.partition)]
 
     def _update_lag(self) -> None:
         # The high watermark librdkafka cached from its last fetch response: no broker round trip.
@@ -245,7 +261,12 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
 
 
 class KafkaSource(FixedPartitionedSource[RawBatch, int]):
-    """Every partition of the given topics; `tail=False` stops at the high watermark seen at start (tests)."""
+    """Every partition of the given topics; `tail=False` stops at the high watermark seen at start (tests).
+
+    `idle_tick_seconds`: a partition with nothing to read for this long sends an empty batch (a tick, see
+    `k2.batch.tick`), and again at this interval while idle; the ingest flow passes its commit interval. None: no
+    ticks, only messages.
+    """
 
     def __init__(
         self,
@@ -257,9 +278,11 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         tail: bool = True,
         warmup_messages: int = 0,
         degradation: DegradationManager | None = None,
+        idle_tick_seconds: float | None = None,
     ):
         self.bootstrap = bootstrap
         self.degradation = degradation
+        self.idle_tick_seconds = idle_tick_seconds
         self.warmup_messages = warmup_messages
         self.topics = topics
         self.start_offsets = start_offsets
@@ -284,7 +307,14 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             start = seam - self.warmup_messages if seam > self.warmup_messages else OFFSET_BEGINNING
         log.info("reading %s from offset %s", for_part, start)
         return _PartitionReader(
-            self.bootstrap, topic, int(partition), start, self.batch_size, self.tail, self.degradation
+            self.bootstrap,
+            topic,
+            int(partition),
+            start,
+            self.batch_size,
+            self.tail,
+            self.degradation,
+            self.idle_tick_seconds,
         )
 
 

@@ -76,7 +76,10 @@ def record_batch(batch: IngestBatch) -> None:
     """Count one batch's outcome once it has been validated, sequence-checked and deduplicated.
 
     Conservation holds per batch: messages in = valid + dead letters, valid = rows + duplicates.
+    A tick (an empty batch from an idle source) counts nothing, not even a batch size.
     """
+    if not batch.source_offsets:
+        return
     position = (batch.kind, batch.topic, str(batch.partition))
     messages, dead = batch.messages_in, len(batch.dead_letters)
     MESSAGES_IN.labels(*position).inc(messages)

@@ -138,8 +138,29 @@ class IcebergWriter:
         self._commits_since_maintenance = 0
 
     def write(self, batch: ArrowBatch) -> None:
+        """Buffer what a batch adds above the seams, then commit if the buffer is large or the interval is over.
+
+        A tick (an empty batch: the source is idle, see `k2.batch.tick`) buffers nothing and moves no position; it
+        only runs the timed commit, which takes the side tables once they are due and records lagging seams (the
+        heartbeat), so an idle stream's dead letters and gap events still reach Iceberg.
+        """
         if self._failure is not None:
             self._join()
+        if batch.source_offsets:
+            self._buffer(batch)
+        # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
+        # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
+        now = self._clock()
+        interval = self.commit_interval_seconds
+        if self.degradation is not None:
+            self.degradation.maybe_update()
+            interval *= self.degradation.commit_interval_factor
+        interval_over = now - self._last_flush >= interval and not self._epoch_end_near(now)
+        if self._buffered_rows >= self.commit_max_rows or interval_over:
+            self.commit(side_tables=False, wait=False)
+
+    def _buffer(self, batch: ArrowBatch) -> None:
+        """Buffer the rows at or above their table's seam, with the batch's counts and position."""
         key = position_key(batch.topic, batch.partition)
         self._kind_table[key] = TABLE_FOR_KIND[batch.kind]
         kind_seam = self.seams[self._kind_table[key]].get(key, 0)
@@ -158,16 +179,6 @@ class IcebergWriter:
         self._duplicates[key] = self._duplicates.get(key, 0) + duplicates
         self._messages[key] = self._messages.get(key, 0) + messages
         self._positions[key] = max(self._positions.get(key, 0), batch.next_offset)
-        # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
-        # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
-        now = self._clock()
-        interval = self.commit_interval_seconds
-        if self.degradation is not None:
-            self.degradation.maybe_update()
-            interval *= self.degradation.commit_interval_factor
-        interval_over = now - self._last_flush >= interval and not self._epoch_end_near(now)
-        if self._buffered_rows >= self.commit_max_rows or interval_over:
-            self.commit(side_tables=False, wait=False)
 
     def commit(self, *, final: bool = False, side_tables: bool = True, wait: bool = True) -> None:
         """Commit what is buffered; tables with nothing new record their seam when it is due (or `final`).
