@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bytewax.recovery import init_db_dir  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from pyiceberg.exceptions import NoSuchTableError  # noqa: E402
 
@@ -102,13 +103,22 @@ def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str,
     }
 
 
+def flow_command(data_dir: str) -> list[str]:
+    """The flow as `scripts/ingest.sh` runs it in production: Bytewax recovery on, a snapshot every epoch (so the
+    sink's pending rows are serialised into the recovery store each second, as they would be)."""
+    recovery = Path(data_dir) / "recovery"
+    recovery.mkdir(parents=True, exist_ok=True)
+    init_db_dir(recovery, 1)
+    epoch = str(max(1, round(float(flow_env("", "", data_dir, tail=False)["K2_EPOCH_SECONDS"]))))  # whole seconds
+    return [sys.executable, "-m", "bytewax.run", "flows.ingest", "-r", str(recovery), "-s", epoch, "-b", "0"]
+
+
 def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[str, float]]:
     """msgs/s of the whole flow process (start-up included), its peak RSS in bytes (sampled every 50 ms), and
     when its first commit landed with the rate from then on (to tell start-up from steady state)."""
     with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
         wall_start, started = time.time(), time.perf_counter()
-        command = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
-        process = subprocess.Popen(command, cwd=ROOT, env=flow_env(bootstrap, topic, tmp, tail=False))
+        process = subprocess.Popen(flow_command(tmp), cwd=ROOT, env=flow_env(bootstrap, topic, tmp, tail=False))
         peak = 0
         while process.poll() is None:
             peak = max(peak, rss_bytes(process.pid))
@@ -169,7 +179,7 @@ def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)
     with tempfile.TemporaryDirectory(prefix="k2-latency-") as tmp:
         flow = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "flows.ingest"],
+            flow_command(tmp),
             cwd=ROOT,
             env=flow_env(bootstrap, topic, tmp, tail=True),
         )
@@ -260,6 +270,7 @@ def main() -> None:
         "benchmark": "kafka_ingest",
         "recorded": recorded(),
         "messages": total,
+        "flow_recovery": "on: -r, -s <epoch>, -b 0 (as scripts/ingest.sh runs it)",
         "plain_msgs_per_s": plain,
         "flow_msgs_per_s": flow,
         "ratio": flow / plain,
