@@ -182,13 +182,15 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
                 "enable.auto.commit": False,
                 "enable.partition.eof": not tail,
                 # Prefetch a few batches, not librdkafka's default 64 MiB per partition: one consumer per partition
-                # would otherwise hold hundreds of MiB (measured: flow RSS 492 MiB with 4 partitions). Smaller
-                # queues cost throughput: 1M trades, same broker and run, 8 / 4 / 2 MiB queues: 48.7k / 39.5k /
-                # 21.7k msg/s at 568 / 455 / 414 MiB peak RSS (the fetcher no longer keeps ahead of the flow).
-                "fetch.max.bytes": 8 * 1024 * 1024,
+                # would otherwise hold hundreds of MiB (measured: flow RSS 492 MiB with 4 partitions). A full queue
+                # postpones the partition's next fetch by `fetch.queue.backoff.ms`, 1 s by default: that, not the
+                # queue size, capped the flow (1M trades, 4 partitions: 2 MiB queues 22.9k msg/s with the default
+                # backoff, 74k with 10 ms; 8 MiB queues and the default backoff 52-62k at ~100 MiB more RSS).
+                "fetch.max.bytes": 2 * 1024 * 1024,
                 "queued.min.messages": 4 * batch_size,
-                "queued.max.messages.kbytes": 8 * 1024,
-                "max.partition.fetch.bytes": 4 * 1024 * 1024,
+                "queued.max.messages.kbytes": 2 * 1024,
+                "max.partition.fetch.bytes": 1024 * 1024,
+                "fetch.queue.backoff.ms": 10,
                 "fetch.wait.max.ms": 50,
             }
         )

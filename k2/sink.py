@@ -43,6 +43,7 @@ from k2.columnar import ArrowBatch, empty_table
 from k2.config import Settings
 from k2.degrade import DegradationManager
 from k2.maintenance import MaintenancePolicy, maintain
+from k2.memory import MemoryReleaser
 from k2.metrics import BREAKER_STATE, COMMIT_SECONDS, COMMITS, SNAPSHOTS
 from k2.seams import (  # noqa: F401 - the counters and summed_property are re-exported
     DUPLICATES_PROPERTY,
@@ -136,6 +137,7 @@ class IcebergWriter:
         self.maintenance_every_commits = maintenance_every_commits
         self.maintenance_policy = maintenance_policy or MaintenancePolicy()
         self._commits_since_maintenance = 0
+        self._memory = MemoryReleaser()
 
     def write(self, batch: ArrowBatch) -> None:
         """Buffer what a batch adds above the seams, then commit if the buffer is large or the interval is over.
@@ -344,6 +346,7 @@ class IcebergWriter:
         except BaseException:
             self._committer_failed = True
             raise
+        self._memory.maybe_release()  # here, on the committer thread: the flow's thread never waits for it
         self._commits_since_maintenance += len(jobs)
         if self.maintenance_every_commits and self._commits_since_maintenance >= self.maintenance_every_commits:
             self._commits_since_maintenance = 0
