@@ -210,7 +210,7 @@ def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
                 schema=SCHEMAS[name],
                 partition_spec=partition_spec(name),
                 sort_order=sort_order(name),
-                properties=TABLE_PROPERTIES,
+                properties=dict(TABLE_PROPERTIES),  # pyiceberg pops "format-version" from the dict it is given
             )
         )
         for name in TABLE_NAMES
