@@ -573,19 +573,22 @@ def _point_params(c) -> dict[str, Any]:
     return {"symbol": c[0], "start": str(c[1]), "end": str(c[2])}
 
 
-def load(base: str, choices: list, clients: int, total: int) -> tuple[list[float], float, int]:
-    """`clients` threads, each with its own keep-alive connection, issue `total` point queries between them."""
+def load(
+    base: str, choices: list, clients: int, total: int, path: str = "/v1/trades"
+) -> tuple[list[float], float, int]:
+    """`clients` threads, each with its own keep-alive connection, issue `total` point queries between them
+    (with `path="/health"`, the same requests to the route that does no work: the floor of the HTTP stack)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures = [0] * clients
     barrier = threading.Barrier(clients + 1)
 
     def worker(k: int) -> None:
         with httpx.Client(base_url=base, headers={"X-API-Key": API_KEY}, timeout=60.0) as client:
-            client.get("/v1/trades", params=_point_params(choices[k % len(choices)]))  # open the connection
+            client.get(path, params=_point_params(choices[k % len(choices)]))  # open the connection
             barrier.wait()
             for i in range(k, total, clients):
                 started = time.perf_counter()
-                response = client.get("/v1/trades", params=_point_params(choices[i % len(choices)]))
+                response = client.get(path, params=_point_params(choices[i % len(choices)]))
                 latencies[k].append(time.perf_counter() - started)
                 failures[k] += response.status_code != 200
 
@@ -619,6 +622,10 @@ def measure_api(data_dir: Path, choices: list, clients: int, total: int, engine_
         log(f"  API, 1 client: {result['one_client']}")
         many, elapsed, failures_many = load(server.base, choices, clients, total)
         result["concurrent"] = summary(many) | {"clients": clients, "requests_per_s": round(len(many) / elapsed, 1)}
+        # The same load on /health (no query, no data): what the HTTP stack and this client cost on this machine.
+        floor, elapsed, failures_floor = load(server.base, choices, clients, total, path="/health")
+        result["health_floor"] = summary(floor) | {"clients": clients, "requests_per_s": round(len(floor) / elapsed, 1)}
+        failures_many += failures_floor
         result["failures"] = failures + failures_many
         status = proc_status(server.process.pid)
         result["rss_after_bytes"] = status["VmRSS"]
@@ -734,6 +741,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "latest_warm_vs_floor_p50": ratio(latest["engine_warm"]["p50_ms"], latest["duckdb_floor"]["p50_ms"]),
         "latest_pyiceberg_vs_floor_p50": ratio(latest["pyiceberg"]["p50_ms"], latest["duckdb_floor"]["p50_ms"]),
         "api_point_p50_vs_engine_p50": ratio(api["concurrent"]["p50_ms"], point["engine"]["p50_ms"]),
+        "api_point_p95_vs_health_p95": ratio(api["concurrent"]["p95_ms"], api["health_floor"]["p95_ms"]),
     }
     values = {
         "point_p95_ms": point["engine"]["p95_ms"],
@@ -821,6 +829,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{'API point query':<34}{'1 client':<16}{one['p50_ms']:>10.1f}{one['p95_ms']:>10.1f}{one['n']:>6}")
     label = f"{many['clients']} clients"
     print(f"{'':<34}{label:<16}{many['p50_ms']:>10.1f}{many['p95_ms']:>10.1f}{many['n']:>6}")
+    if "health_floor" in api:  # reports from before it was measured lack it
+        floor = api["health_floor"]
+        print(f"{'':<34}{'/health, same':<16}{floor['p50_ms']:>10.1f}{floor['p95_ms']:>10.1f}{floor['n']:>6}")
     print(
         f"API: {many['requests_per_s']:.0f} req/s at {many['clients']} clients, RSS idle "
         f"{api['rss_idle_bytes'] / 2**20:.0f} MiB, after {api['rss_after_bytes'] / 2**20:.0f} MiB, peak "

@@ -89,6 +89,33 @@ def test_cursor_stays_on_its_snapshot_while_data_lands(settings):
     assert ticks_between(engine, "trades", limit=100).rows.num_rows == 20
 
 
+def test_metadata_is_refreshed_ahead_in_the_background_and_never_staler_than_the_bound(settings):
+    ingest_trades(settings, [trade(trade_id="a0", source_sequence=1, timestamp=T0)])
+    now = [0.0]
+    engine = QueryEngine(open_catalog(settings), settings.namespace, refresh_seconds=1.0, clock=lambda: now[0])
+
+    def snapshot() -> int | None:
+        return ticks_between(engine, "trades", limit=10).freshness.snapshot_id
+
+    def refreshed() -> None:
+        engine._refresher.submit(lambda: None).result()  # one worker: every refresh asked for is done
+
+    first = snapshot()
+    ingest_trades(settings, [trade(trade_id="a1", source_sequence=2, timestamp=T0 + 1)], start=1)
+    now[0] = 0.4  # young metadata: served as is, nothing re-read
+    assert snapshot() == first and not engine._refreshing
+    now[0] = 0.6  # past half the bound: still served, and re-read behind the query's back
+    assert snapshot() == first
+    refreshed()
+    second = snapshot()
+    assert second != first
+    assert ticks_between(engine, "trades", limit=10).rows.num_rows == 2
+    ingest_trades(settings, [trade(trade_id="a2", source_sequence=3, timestamp=T0 + 2)], start=2)
+    now[0] = 1.7  # past the bound (read at 0.6): the query reads the catalog itself, never serves older
+    assert snapshot() not in (first, second)
+    engine.close()
+
+
 def test_time_travel_returns_the_older_rows(settings):
     ingest_trades(settings, [trade(trade_id="old", source_sequence=1)])
     engine = engine_for(settings)
