@@ -120,7 +120,7 @@ def instrument_key(value: bytes) -> bytes | None:
     """`EXCHANGE:SYMBOL` of a wire message (one instrument, one partition); None for an undecodable one."""
     try:
         found = _instrument(value)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeDecodeError):  # msgspec raises the latter for bad UTF-8 inside a string
         return None
     return f"{found.exchange}:{found.symbol}".encode()
 

@@ -11,6 +11,7 @@ from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import partitions_of, publish, watermarks
 from k2.reconcile import reconcile
 from tests.fixtures.flow import read_landed
+from tests.fixtures.market import trade, wire
 
 
 def kafka_settings(tmp_path, bootstrap, trades, quotes, dlq):
@@ -147,3 +148,26 @@ def test_a_second_run_resumes_at_the_seam_and_adds_only_new_messages(tmp_path, k
     )
     assert len(offsets) == len(set(offsets))
     assert all(report.balanced for report in reconcile(settings))
+
+
+def test_messages_with_bad_utf8_become_dead_letters_in_the_table_and_the_dlq(tmp_path, kafka_bootstrap, kafka_topic):
+    # Bad UTF-8 inside a JSON string: the dead-letter topic sink keys what it sends by instrument, and that key
+    # lookup raised (and stopped the flow) before it learned to give such a message no key.
+    settings = kafka_settings(
+        tmp_path,
+        kafka_bootstrap,
+        kafka_topic(1, prefix="trades"),
+        kafka_topic(1, prefix="quotes"),
+        kafka_topic(1, prefix="dlq"),
+    )
+    good = [wire(trade(trade_id=f"t{i}", source_sequence=i + 1)) for i in range(3)]
+    bad = [b'{"exchange":"XNAS","symbol":"\xff"}', b'{"exchange":"\xc3","symbol":"AAPL","price":"1"}']
+    publish(kafka_bootstrap, ((settings.trades_topic, b"XNAS:AAPL", value) for value in [*good, *bad]))
+    run_flow(settings)
+
+    landed = read_landed(settings)
+    assert landed.tables["trades"].num_rows == 3
+    assert sorted(d["raw"] for d in landed.rows("dead_letters")) == sorted(bad)
+    dlq = read_topic(kafka_bootstrap, settings.dlq_topic)
+    assert sorted(m.value() for m in dlq) == sorted(bad)
+    assert all(m.key() is None for m in dlq)

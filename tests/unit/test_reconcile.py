@@ -52,7 +52,15 @@ def test_produce_needs_a_broker_address(monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("value", "key"),
-    [(wire(trade(exchange="XASX", symbol="MWR")), b"XASX:MWR"), (b"{broken", None), (b"[]", None)],
+    [
+        (wire(trade(exchange="XASX", symbol="MWR")), b"XASX:MWR"),
+        (b"{broken", None),
+        (b"[]", None),
+        # Bad UTF-8 inside a string: msgspec raises UnicodeDecodeError, not a msgspec error (it crashed the DLQ
+        # sink, which keys every dead letter it sends).
+        (b'{"exchange":"X","symbol":"\xff"}', None),
+        (b'{"exchange":"\xc3","symbol":"A"}', None),
+    ],
 )
 def test_messages_are_keyed_by_instrument(value, key):
     assert instrument_key(value) == key
