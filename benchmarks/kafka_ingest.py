@@ -103,13 +103,13 @@ def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str,
     }
 
 
-def flow_command(data_dir: str) -> list[str]:
+def flow_command(data_dir: str, env: dict[str, str]) -> list[str]:
     """The flow as `scripts/ingest.sh` runs it in production: Bytewax recovery on, a snapshot every epoch (so the
     sink's pending rows are serialised into the recovery store each second, as they would be)."""
     recovery = Path(data_dir) / "recovery"
     recovery.mkdir(parents=True, exist_ok=True)
     init_db_dir(recovery, 1)
-    epoch = str(max(1, round(float(flow_env("", "", data_dir, tail=False)["K2_EPOCH_SECONDS"]))))  # whole seconds
+    epoch = str(max(1, round(float(env["K2_EPOCH_SECONDS"]))))  # Bytewax takes whole seconds here
     return [sys.executable, "-m", "bytewax.run", "flows.ingest", "-r", str(recovery), "-s", epoch, "-b", "0"]
 
 
@@ -118,7 +118,8 @@ def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[s
     when its first commit landed with the rate from then on (to tell start-up from steady state)."""
     with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
         wall_start, started = time.time(), time.perf_counter()
-        process = subprocess.Popen(flow_command(tmp), cwd=ROOT, env=flow_env(bootstrap, topic, tmp, tail=False))
+        env = flow_env(bootstrap, topic, tmp, tail=False)
+        process = subprocess.Popen(flow_command(tmp, env), cwd=ROOT, env=env)
         peak = 0
         while process.poll() is None:
             peak = max(peak, rss_bytes(process.pid))
@@ -178,11 +179,8 @@ def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)
     with tempfile.TemporaryDirectory(prefix="k2-latency-") as tmp:
-        flow = subprocess.Popen(
-            flow_command(tmp),
-            cwd=ROOT,
-            env=flow_env(bootstrap, topic, tmp, tail=True),
-        )
+        env = flow_env(bootstrap, topic, tmp, tail=True)
+        flow = subprocess.Popen(flow_command(tmp, env), cwd=ROOT, env=env)
         sent: dict[tuple[int, int], float] = {}
         producer = CheckedProducer(make_producer(bootstrap, **{"linger.ms": 1}))
         lock = threading.Lock()

@@ -13,7 +13,7 @@ from k2.catalog import DEAD_LETTERS, TRADES, ensure_tables, open_catalog
 from k2.kafka import KafkaSource, partitions_of, publish, watermarks
 from k2.sink import read_table
 from tests.fixtures.market import trade, wire
-from tests.integration.test_kafka_ingest import kafka_settings
+from tests.integration.test_kafka_ingest import settings_on_new_topics
 from tests.soak.flow_process import flow_log_tail, flow_process
 
 DEAD_LETTER_WITHIN = 30.0  # side tables commit every 10 commit intervals (1 s here): well inside this when idle
@@ -27,15 +27,15 @@ def wait_for(found: Callable[[], list], timeout: float) -> list:
 
 
 def test_a_rejected_message_lands_while_the_stream_stays_idle(tmp_path, kafka_bootstrap, kafka_topic):
-    trades, quotes, dlq = kafka_topic(2, prefix="trades"), kafka_topic(2, prefix="quotes"), kafka_topic(1, prefix="dlq")
+    # Tailing (flow_process runs it so) with the default commit interval of 1 s.
+    settings = msgspec.structs.replace(
+        settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 2), epoch_seconds=1.0
+    )
+    trades = settings.trades_topic
     messages = [wire(trade(trade_id=f"t{i}", source_sequence=i + 1)) for i in range(5)] + [b"{oops"]
     publish(kafka_bootstrap, ((trades, b"XNAS:AAPL", value) for value in messages))  # one key: one partition
     marks = watermarks(kafka_bootstrap, partitions_of(kafka_bootstrap, [trades]))
     (written,) = [int(key.rpartition("/")[2]) for key, (_, high) in marks.items() if high]
-    # Tailing (flow_process runs it so) with the default commit interval of 1 s.
-    settings = msgspec.structs.replace(
-        kafka_settings(tmp_path, kafka_bootstrap, trades, quotes, dlq), epoch_seconds=1.0
-    )
     tables = ensure_tables(open_catalog(settings), settings.namespace)  # before the flow: readable from the start
     # The real process with recovery on, tailing Kafka, stopped with Ctrl-C at the end (see tests/soak).
     with flow_process(settings, tmp_path, metrics_port=0) as process:

@@ -29,6 +29,12 @@ def kafka_settings(tmp_path, bootstrap, trades, quotes, dlq):
     )
 
 
+def settings_on_new_topics(tmp_path, bootstrap, kafka_topic, partitions: int):
+    """`kafka_settings` on new trades and quotes topics of `partitions` partitions each, and a new DLQ topic."""
+    trades, quotes = kafka_topic(partitions, prefix="trades"), kafka_topic(partitions, prefix="quotes")
+    return kafka_settings(tmp_path, bootstrap, trades, quotes, kafka_topic(1, prefix="dlq"))
+
+
 def produce_feed(settings, feed: SyntheticFeed) -> None:
     topics = {"trade": settings.trades_topic, "quote": settings.quotes_topic}
     publish(settings.kafka_bootstrap, ((topics[k], key, value) for k, key, value in feed.messages()))
@@ -61,13 +67,7 @@ def read_topic(bootstrap: str, topic: str) -> list:
 
 
 def test_exactly_the_unique_valid_rows_land_and_dead_letters_reach_the_dlq(tmp_path, kafka_bootstrap, kafka_topic):
-    settings = kafka_settings(
-        tmp_path,
-        kafka_bootstrap,
-        kafka_topic(3, prefix="trades"),
-        kafka_topic(3, prefix="quotes"),
-        kafka_topic(1, prefix="dlq"),
-    )
+    settings = settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 3)
     feed = SyntheticFeed(
         FeedConfig(
             messages=20_000, symbols=30, invalid_rate=0.01, duplicate_rate=0.01, gap_rate=0.005, reorder_rate=0.01
@@ -115,13 +115,7 @@ def test_exactly_the_unique_valid_rows_land_and_dead_letters_reach_the_dlq(tmp_p
 
 
 def test_a_second_run_resumes_at_the_seam_and_adds_only_new_messages(tmp_path, kafka_bootstrap, kafka_topic):
-    settings = kafka_settings(
-        tmp_path,
-        kafka_bootstrap,
-        kafka_topic(2, prefix="trades"),
-        kafka_topic(2, prefix="quotes"),
-        kafka_topic(1, prefix="dlq"),
-    )
+    settings = settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 2)
     first = SyntheticFeed(FeedConfig(messages=5_000, symbols=10, seed=1))
     produce_feed(settings, first)
     run_flow(settings)
@@ -153,13 +147,7 @@ def test_a_second_run_resumes_at_the_seam_and_adds_only_new_messages(tmp_path, k
 def test_messages_with_bad_utf8_become_dead_letters_in_the_table_and_the_dlq(tmp_path, kafka_bootstrap, kafka_topic):
     # Bad UTF-8 inside a JSON string: the dead-letter topic sink keys what it sends by instrument, and that key
     # lookup raised (and stopped the flow) before it learned to give such a message no key.
-    settings = kafka_settings(
-        tmp_path,
-        kafka_bootstrap,
-        kafka_topic(1, prefix="trades"),
-        kafka_topic(1, prefix="quotes"),
-        kafka_topic(1, prefix="dlq"),
-    )
+    settings = settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 1)
     good = [wire(trade(trade_id=f"t{i}", source_sequence=i + 1)) for i in range(3)]
     bad = [b'{"exchange":"XNAS","symbol":"\xff"}', b'{"exchange":"\xc3","symbol":"AAPL","price":"1"}']
     publish(kafka_bootstrap, ((settings.trades_topic, b"XNAS:AAPL", value) for value in [*good, *bad]))

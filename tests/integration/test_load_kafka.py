@@ -9,20 +9,14 @@ from k2.cli import main
 from k2.kafka import partitions_of, watermarks
 from k2.reconcile import reconcile
 from tests.fixtures.flow import read_landed
-from tests.integration.test_kafka_ingest import kafka_settings, read_topic, run_flow
+from tests.integration.test_kafka_ingest import read_topic, run_flow, settings_on_new_topics
 
 TABLES = ("trades", "quotes")
 ASX = Path(__file__).resolve().parents[3] / "shared/data/asx-sample"
 
 
 def test_asx_files_to_kafka_to_iceberg(tmp_path, kafka_bootstrap, kafka_topic, monkeypatch):
-    settings = kafka_settings(
-        tmp_path,
-        kafka_bootstrap,
-        kafka_topic(3, prefix="trades"),
-        kafka_topic(3, prefix="quotes"),
-        kafka_topic(1, prefix="dlq"),
-    )
+    settings = settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 3)
     for name in ("kafka_bootstrap", "trades_topic", "quotes_topic"):
         monkeypatch.setenv(f"K2_{name.upper()}", getattr(settings, name))
     assert main(["load", "--asx", str(ASX)]) == 0

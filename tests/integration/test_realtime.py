@@ -17,7 +17,7 @@ from k2.feed import FeedConfig, SyntheticFeed
 from k2.hybrid import start_follower
 from k2.kafka import publish
 from k2.query import QueryEngine, latest_by_symbol, latest_indexes, ticks_between
-from tests.integration.test_kafka_ingest import kafka_settings, run_flow
+from tests.integration.test_kafka_ingest import run_flow, settings_on_new_topics
 
 KEYS = ["source_topic", "source_partition", "source_offset", "symbol", "source_sequence"]
 
@@ -32,10 +32,7 @@ def committed(settings, name: str) -> set[tuple]:
 
 
 def test_realtime_is_exact_across_random_commits(tmp_path, kafka_bootstrap, kafka_topic):
-    settings = kafka_settings(
-        tmp_path, kafka_bootstrap, kafka_topic(2, prefix="trades"), kafka_topic(2, prefix="quotes"),
-        kafka_topic(1, prefix="dlq"),
-    )  # fmt: skip
+    settings = settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 2)
     settings = msgspec.structs.replace(settings, query_refresh_seconds=0.0)
     feed = SyntheticFeed(FeedConfig(messages=12_000, symbols=12, invalid_rate=0.01, duplicate_rate=0.02, seed=4))
     messages = list(feed.messages())
@@ -88,10 +85,7 @@ def test_realtime_is_exact_across_random_commits(tmp_path, kafka_bootstrap, kafk
 
 
 def test_realtime_over_http(tmp_path, kafka_bootstrap, kafka_topic):
-    settings = kafka_settings(
-        tmp_path, kafka_bootstrap, kafka_topic(1, prefix="trades"), kafka_topic(1, prefix="quotes"),
-        kafka_topic(1, prefix="dlq"),
-    )  # fmt: skip
+    settings = settings_on_new_topics(tmp_path, kafka_bootstrap, kafka_topic, 1)
     settings = msgspec.structs.replace(settings, api_keys="rt", query_refresh_seconds=0.0)
     feed = SyntheticFeed(FeedConfig(messages=2_000, symbols=3, invalid_rate=0, duplicate_rate=0, seed=8))
     messages = list(feed.messages())
