@@ -28,6 +28,8 @@ def flow_environment(settings: Settings, metrics_port: int, *, tail: bool = True
         "K2_NAMESPACE": settings.namespace,
         "K2_EPOCH_SECONDS": str(settings.epoch_seconds),
         "K2_SEAM_HEARTBEAT_SECONDS": str(settings.seam_heartbeat_seconds),
+        "K2_SNAPSHOT_RETENTION_SECONDS": str(settings.snapshot_retention_seconds),
+        "K2_MAINTENANCE_EVERY_COMMITS": str(settings.maintenance_every_commits),
     }
 
 

@@ -70,12 +70,21 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
         dlq_topic=kafka_topic(1, prefix="soak-dlq"),
         epoch_seconds=config.epoch_seconds,
         seam_heartbeat_seconds=SEAM_HEARTBEAT_SECONDS,
+        snapshot_retention_seconds=config.snapshot_retention_seconds,
+        maintenance_every_commits=config.maintenance_every_commits,
     )
     ensure_tables(open_catalog(settings), settings.namespace)  # the API and the lag probe start before any commit
     feed = SyntheticFeed(FeedConfig(messages=config.messages, symbols=50, partitions=PARTITIONS, seed=2026))
     topics = {"trade": settings.trades_topic, "quote": settings.quotes_topic}
     queries = QueryLog()
-    report: dict = {"config": config.__dict__, "machine_at_start": machine()}
+    report: dict = {
+        "config": config.__dict__
+        | {
+            "snapshot_retention_seconds": config.snapshot_retention_seconds,
+            "maintenance_every_commits": config.maintenance_every_commits,
+        },
+        "machine_at_start": machine(),
+    }
 
     metrics_port = free_port()
     with (
