@@ -61,7 +61,7 @@ bench-ci: kafka-fetch  # every benchmark at a tiny size and the report, into rep
 .PHONY: soak
 SOAK_SECONDS ?= 7200
 SOAK_RATE ?= 3000
-soak: install kafka-fetch  # steady ingest + queries for hours (CI runs the same test for 2 min): reports/soak.json
+soak: install kafka-fetch  # steady ingest + queries for hours (CI runs the same test for 3 min): reports/soak.json
 	@mkdir -p $(REPORTS)
 	K2_SOAK_SECONDS=$(SOAK_SECONDS) K2_SOAK_RATE=$(SOAK_RATE) $(RUN) pytest tests/soak -m soak -q -p no:cacheprovider
 
