@@ -31,7 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bytewax.recovery import init_db_dir  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from pyiceberg.exceptions import NoSuchTableError  # noqa: E402
 
@@ -41,6 +40,8 @@ from k2.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
 from k2.config import load_settings  # noqa: E402
 from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.kafka import CheckedProducer, ensure_topics, make_producer, partitions_of, publish  # noqa: E402
+from k2.recovery import ensure_recovery_store  # noqa: E402
+from k2.recovery import flow_command as flow_command_for  # noqa: E402
 from k2.steps import tune_process  # noqa: E402
 from k2.validate import Rules, validate_batch  # noqa: E402
 
@@ -100,17 +101,16 @@ def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str,
         "K2_KAFKA_TAIL": str(tail).lower(),
         "K2_DATA_DIR": data_dir,
         "K2_EPOCH_SECONDS": os.environ.get("K2_EPOCH_SECONDS", "1.0"),
+        "K2_SNAPSHOT_SECONDS": os.environ.get("K2_SNAPSHOT_SECONDS", "10"),
     }
 
 
 def flow_command(data_dir: str, env: dict[str, str]) -> list[str]:
-    """The flow as `scripts/ingest.sh` runs it in production: Bytewax recovery on, a snapshot every epoch (so the
-    sink's pending rows are serialised into the recovery store each second, as they would be)."""
+    """The flow as `scripts/ingest.sh` runs it in production: Bytewax recovery on, snapshots every
+    K2_SNAPSHOT_SECONDS (the sink's pending rows are serialised into the recovery store each time)."""
     recovery = Path(data_dir) / "recovery"
-    recovery.mkdir(parents=True, exist_ok=True)
-    init_db_dir(recovery, 1)
-    epoch = str(max(1, round(float(env["K2_EPOCH_SECONDS"]))))  # Bytewax takes whole seconds here
-    return [sys.executable, "-m", "bytewax.run", "flows.ingest", "-r", str(recovery), "-s", epoch, "-b", "0"]
+    ensure_recovery_store(recovery)
+    return flow_command_for(load_settings(env), recovery)
 
 
 def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[str, float]]:
@@ -268,7 +268,7 @@ def main() -> None:
         "benchmark": "kafka_ingest",
         "recorded": recorded(),
         "messages": total,
-        "flow_recovery": "on: -r, -s <epoch>, -b 0 (as scripts/ingest.sh runs it)",
+        "flow_recovery": "on: -r, -s K2_SNAPSHOT_SECONDS (10), -b 0 (as scripts/ingest.sh runs it)",
         "plain_msgs_per_s": plain,
         "flow_msgs_per_s": flow,
         "ratio": flow / plain,

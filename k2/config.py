@@ -53,7 +53,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 5_000
 
     # Flow
-    epoch_seconds: float = 1.0
+    epoch_seconds: float = 1.0  # the commit interval: sets produce -> committed latency
+    # Bytewax recovery snapshots (`bytewax.run -s`, scripts/ingest.sh), whole seconds: how far a restart replays
+    # from Kafka. Not every commit: a snapshot carries the rows of a commit in flight (see k2.recovery).
+    snapshot_seconds: int = 10
     commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
     seam_heartbeat_seconds: float = 30.0  # an idle table still records the positions it has covered this often
     # A failed commit is retried with the same data (circuit breaker): after this many failures in a row the
@@ -118,6 +121,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "commit_failure_threshold",
             "memory_limit_mb",
             "snapshot_retain_last",
+            "snapshot_seconds",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{env_name(name)} must be positive")

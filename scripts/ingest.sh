@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the ingest flow with Bytewax recovery on (state in $K2_DATA_DIR/recovery, snapshot every epoch).
+# Run the ingest flow with Bytewax recovery on (state in $K2_DATA_DIR/recovery, a snapshot every
+# $K2_SNAPSHOT_SECONDS; commits every $K2_EPOCH_SECONDS): the command k2/recovery.py builds for tests and benchmarks.
 # Extra arguments go to bytewax.run (e.g. -w 2). Settings come from K2_* variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +12,4 @@ if [ ! -d "$recovery" ]; then
   mkdir -p "$recovery"
   $RUN python -m bytewax.recovery "$recovery" "$partitions"
 fi
-exec $RUN python -m bytewax.run flows.ingest -r "$recovery" -s "${K2_EPOCH_SECONDS:-1}" -b 0 "$@"
+exec $RUN python -m bytewax.run flows.ingest -r "$recovery" -s "${K2_SNAPSHOT_SECONDS:-10}" -b 0 "$@"

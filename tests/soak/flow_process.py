@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from k2.config import Settings
+from k2.recovery import ensure_recovery_store, flow_command
 from tests.soak.config import ROOT
 
 
@@ -39,12 +39,10 @@ def flow_process(
 ) -> Iterator[subprocess.Popen]:
     """Run `python -m bytewax.run flows.ingest` with recovery (as scripts/ingest.sh does), tailing Kafka and serving
     its metrics on `metrics_port`; stopped on exit. `trace_every` > 0: under tracemalloc (see traced_flow)."""
-    recovery = workdir / "recovery"
-    recovery.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True, cwd=ROOT)
-    runner = ["-m", "bytewax.run"]
+    ensure_recovery_store(workdir / "recovery")
+    runner: tuple[str, ...] = ("-m", "bytewax.run")
     if trace_every > 0:
-        runner = ["-m", "tests.soak.traced_flow", str(trace_dir(workdir)), str(trace_every)]
+        runner = ("-m", "tests.soak.traced_flow", str(trace_dir(workdir)), str(trace_every))
     process = _start(settings, workdir, flow_environment(settings, metrics_port), runner)
     try:
         yield process
@@ -56,7 +54,7 @@ def finish_bounded(settings: Settings, workdir: Path, timeout: float = 300.0) ->
     """Run the flow once more from the same recovery state up to the end of every partition, as an operator ends
     a stream: it stops by itself and closes its sink, which commits what the side tables still buffer. Returns
     the exit code."""
-    process = _start(settings, workdir, flow_environment(settings, 0, tail=False), ["-m", "bytewax.run"])
+    process = _start(settings, workdir, flow_environment(settings, 0, tail=False), ("-m", "bytewax.run"))
     try:
         return process.wait(timeout=timeout)
     finally:
@@ -67,10 +65,8 @@ def trace_dir(workdir: Path) -> Path:
     return workdir / "tracemalloc"
 
 
-def _start(settings: Settings, workdir: Path, env: dict[str, str], runner: list[str]) -> subprocess.Popen:
-    epoch = str(max(1, round(settings.epoch_seconds)))  # Bytewax takes whole seconds here
-    recovery = str(workdir / "recovery")
-    command = [sys.executable, *runner, "flows.ingest", "-r", recovery, "-s", epoch, "-b", "0"]
+def _start(settings: Settings, workdir: Path, env: dict[str, str], runner: tuple[str, ...]) -> subprocess.Popen:
+    command = flow_command(settings, workdir / "recovery", runner)
     # Output to a file (appended over both runs): an unread pipe that fills up would block the flow.
     with open(flow_log_path(workdir), "ab") as log:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
