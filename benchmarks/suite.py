@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "realtime": ("realtime.py", [], ["--quick"], "--out"),
     "replay": ("replay.py", [], ["--quick"], "--out"),
     "commit-latency": ("commit_latency.py", [], ["--commits", "20", "--every", "10"], "--report"),
+    "decoders": ("decoders.py", [], ["--messages", "5000", "--rounds", "1"], "--out"),
 }
 NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay"}
 

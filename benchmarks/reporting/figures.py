@@ -280,6 +280,29 @@ def commit_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[F
     return size, figures, []
 
 
+def decoders(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """Each decode path's µs per message against K2's own path up to Arrow (validate_batch + to_arrow)."""
+    size = f"{d['messages']:,} valid trades, batches of {d['batch_size']:,}, median of {d['rounds']} rounds"
+    timings = d["us_per_message"]
+    own = "k2 validate_batch + to_arrow"
+    figures = [
+        Figure(
+            f"{stem}.{name.replace(' ', '_').replace('+', 'and')}",
+            file,
+            f"Decode path: {name} vs {own}",
+            "µs/msg",
+            us,
+            name,
+            timings[own],
+            own,
+            lower_is_better=True,
+        )
+        for name, us in timings.items()
+        if name != own
+    ]
+    return size, figures, []
+
+
 def generic(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
     """A benchmark this report has no reader for (e.g. a new one): its top-level ratios, shown as recorded."""
     ratios = d.get("ratios") if isinstance(d.get("ratios"), dict) else {}
@@ -311,4 +334,5 @@ READERS: dict[str, Reader] = {
     "replay": replay,
     "queryable_latency": queryable_latency,
     "commit_latency": commit_latency,
+    "decoders": decoders,
 }
