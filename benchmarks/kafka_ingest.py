@@ -101,7 +101,7 @@ def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str,
         "K2_KAFKA_TAIL": str(tail).lower(),
         "K2_DATA_DIR": data_dir,
         "K2_EPOCH_SECONDS": os.environ.get("K2_EPOCH_SECONDS", "1.0"),
-        "K2_SNAPSHOT_SECONDS": os.environ.get("K2_SNAPSHOT_SECONDS", "10"),
+        "K2_SNAPSHOT_SECONDS": os.environ.get("K2_SNAPSHOT_SECONDS", str(load_settings({}).snapshot_seconds)),
     }
 
 
@@ -268,7 +268,7 @@ def main() -> None:
         "benchmark": "kafka_ingest",
         "recorded": recorded(),
         "messages": total,
-        "flow_recovery": "on: -r, -s K2_SNAPSHOT_SECONDS (10), -b 0 (as scripts/ingest.sh runs it)",
+        "flow_recovery": "on: -r, -s K2_SNAPSHOT_SECONDS, -b 0 (as scripts/ingest.sh runs it)",
         "plain_msgs_per_s": plain,
         "flow_msgs_per_s": flow,
         "ratio": flow / plain,

@@ -55,8 +55,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Flow
     epoch_seconds: float = 1.0  # the commit interval: sets produce -> committed latency
     # Bytewax recovery snapshots (`bytewax.run -s`, scripts/ingest.sh), whole seconds: how far a restart replays
-    # from Kafka. Not every commit: a snapshot carries the rows of a commit in flight (see k2.recovery).
-    snapshot_seconds: int = 10
+    # from Kafka. A snapshot carries the rows of a commit in flight, so fewer snapshots are faster (see
+    # k2.recovery: 10 s gave +30-60% msg/s) but the soak's RSS crept with 10 s in CI (unexplained): 1 by default.
+    snapshot_seconds: int = 1
     commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
     seam_heartbeat_seconds: float = 30.0  # an idle table still records the positions it has covered this often
     # A failed commit is retried with the same data (circuit breaker): after this many failures in a row the

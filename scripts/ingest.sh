@@ -12,4 +12,4 @@ if [ ! -d "$recovery" ]; then
   mkdir -p "$recovery"
   $RUN python -m bytewax.recovery "$recovery" "$partitions"
 fi
-exec $RUN python -m bytewax.run flows.ingest -r "$recovery" -s "${K2_SNAPSHOT_SECONDS:-10}" -b 0 "$@"
+exec $RUN python -m bytewax.run flows.ingest -r "$recovery" -s "${K2_SNAPSHOT_SECONDS:-1}" -b 0 "$@"

@@ -26,8 +26,8 @@ KILLS = 10
 
 def start_flow(env: dict[str, str], recovery: Path) -> subprocess.Popen:
     ensure_recovery_store(recovery)
-    # The production command, with a snapshot every second: the kills come every 0.8-2.4 s, so most restarts
-    # resume from a recovery snapshot taken with commits in flight (with the 10 s default, few would reach one).
+    # The production command, with a snapshot every second whatever the default: the kills come every 0.8-2.4 s,
+    # so most restarts resume from a recovery snapshot taken with commits in flight.
     command = flow_command(load_settings(env, snapshot_seconds=1), recovery)
     # stderr to a file (appended over all runs): an unread pipe that fills up would block the flow.
     with open(recovery.parent / "flow.log", "ab") as log:
