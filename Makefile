@@ -62,7 +62,7 @@ bench-ci: kafka-fetch  # every benchmark at a tiny size and the report, into rep
 SOAK_SECONDS ?= 7200
 SOAK_RATE ?= 3000
 SOAK_WARMUP_FRACTION ?= 0.25
-soak: install kafka-fetch  # steady ingest + queries for hours (CI runs the same test for 3 min): reports/soak.json
+soak: install kafka-fetch  # steady ingest + queries for hours (CI runs the same test for 5 min): reports/soak.json
 	@mkdir -p $(REPORTS)
 	K2_SOAK_SECONDS=$(SOAK_SECONDS) K2_SOAK_RATE=$(SOAK_RATE) K2_SOAK_WARMUP_FRACTION=$(SOAK_WARMUP_FRACTION) $(RUN) pytest tests/soak -m soak -q -p no:cacheprovider
 

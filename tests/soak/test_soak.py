@@ -1,4 +1,4 @@
-"""Soak: steady ingest and queries for K2_SOAK_SECONDS (CI: 3 minutes; `make soak`: hours).
+"""Soak: steady ingest and queries for K2_SOAK_SECONDS (CI: 5 minutes; `make soak`: hours).
 
 Real broker, the flow as the real process (`python -m bytewax.run flows.ingest`, recovery on, tailing Kafka), the
 real API process. A producer sends the synthetic feed at K2_SOAK_RATE msg/s, a query thread asks the API steadily,

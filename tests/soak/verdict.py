@@ -63,8 +63,8 @@ def judge_rss(t: Sequence[float], rss_kib: Sequence[float], warmup_end: float) -
     - the Theil-Sen slope over all judged samples, times the judged span: uses every sample, so a steady leak
       too small to shift the quarters' medians beyond their noise still adds up.
 
-    The slope is extrapolated over the span that was measured, not beyond it. On the 3-minute CI run (90 s judged)
-    a leak of 5% per hour is ~200 KiB in total, well below the MiB-sized steps the allocator and librdkafka's
+    The slope is extrapolated over the span that was measured, not beyond it. On the 5-minute CI run (180 s judged)
+    a leak of 5% per hour is ~700 KiB in total, well below the MiB-sized steps the allocator and librdkafka's
     queues make on their own; extrapolating that slope to hours would fail on noise. The short run therefore
     catches fast growth (a buffer that is never emptied, a cache keyed by something unbounded); slow growth is
     what the long manual run (`make soak`) is for, where the same rule then covers hours.
