@@ -101,7 +101,6 @@ def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str,
         "K2_KAFKA_TAIL": str(tail).lower(),
         "K2_DATA_DIR": data_dir,
         "K2_EPOCH_SECONDS": os.environ.get("K2_EPOCH_SECONDS", "1.0"),
-        "K2_SNAPSHOT_SECONDS": os.environ.get("K2_SNAPSHOT_SECONDS", str(load_settings({}).snapshot_seconds)),
     }
 
 

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from k2.config import Settings
+from k2.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_RETENTION_SECONDS = Settings.__struct_defaults__[Settings.__struct_fields__.index("snapshot_retention_seconds")]
+PRODUCT_RETENTION_SECONDS = load_settings({}).snapshot_retention_seconds
 
 
 @dataclass(frozen=True)

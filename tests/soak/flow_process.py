@@ -54,7 +54,7 @@ def finish_bounded(settings: Settings, workdir: Path, timeout: float = 300.0) ->
     """Run the flow once more from the same recovery state up to the end of every partition, as an operator ends
     a stream: it stops by itself and closes its sink, which commits what the side tables still buffer. Returns
     the exit code."""
-    process = _start(settings, workdir, flow_environment(settings, 0, tail=False), ("-m", "bytewax.run"))
+    process = _start(settings, workdir, flow_environment(settings, 0, tail=False))
     try:
         return process.wait(timeout=timeout)
     finally:
@@ -65,7 +65,9 @@ def trace_dir(workdir: Path) -> Path:
     return workdir / "tracemalloc"
 
 
-def _start(settings: Settings, workdir: Path, env: dict[str, str], runner: tuple[str, ...]) -> subprocess.Popen:
+def _start(
+    settings: Settings, workdir: Path, env: dict[str, str], runner: tuple[str, ...] = ("-m", "bytewax.run")
+) -> subprocess.Popen:
     command = flow_command(settings, workdir / "recovery", runner)
     # Output to a file (appended over both runs): an unread pipe that fills up would block the flow.
     with open(flow_log_path(workdir), "ab") as log:
