@@ -33,6 +33,9 @@ from tests.fixtures.kafka import (
     load_local_kafka,
     local_jvm_unavailable_reason,
 )
+from tests.fixtures.requirements import BROKER_VARIABLES, require
+
+JVM_HINT = "install Java 17 + Maven (`make kafka-fetch` caches the jars)"
 
 pytestmark = pytest.mark.integration
 
@@ -169,9 +172,7 @@ def _kill_leftover(pid: int) -> None:
 
 
 def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
-    reason = local_jvm_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"local JVM broker unavailable: {reason}")
+    require("the local JVM broker", local_jvm_unavailable_reason(), hint=JVM_HINT, variables=BROKER_VARIABLES)
     lk = load_local_kafka()
     state_dir = tmp_path / "state"  # private: never touches a developer's own broker
     env = {**os.environ, "K2_KAFKA_STATE_DIR": str(state_dir)}

@@ -22,6 +22,7 @@ from k2.loaders import load_asx, to_batches
 from tests.conftest import SHARED_DATA
 from tests.fixtures.api import ROOT, api_server
 from tests.fixtures.flow import run_ingest
+from tests.fixtures.requirements import require
 
 KEY = "page-key"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -62,7 +63,9 @@ def api(served):
 
 @pytest.fixture(scope="module")
 def browser():
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "run `make system-deps` (Debian chromium, chromium-driver)"
+    absent = " or ".join(str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists())
+    hint = "`make system-deps` installs them (Debian chromium, chromium-driver)"
+    require("Chromium + chromedriver", f"no {absent}" if absent else None, hint=hint)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):

@@ -3,25 +3,19 @@ series it should and not on the others (k2/monitoring/alerts_test.yml)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.requirements import require_executable
 
 MONITORING = Path(__file__).resolve().parents[2] / "k2" / "monitoring"
 
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is missing: `make system-deps` installs it (Debian package prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_executable("promtool", hint="`make system-deps` installs it (Debian package prometheus)")
 
 
 def run(promtool: str, *args: str) -> str:
