@@ -15,7 +15,7 @@ from api.app import create_app
 from api.auth import ApiKeys, digest
 from k2.config import load_settings
 from tests.fixtures.flow import run_ingest
-from tests.fixtures.market import T0, quote, raw_batch, trade
+from tests.fixtures.market import T0, VWAP_HALF_EVEN, quote, raw_batch, trade, vwap_tie_trades
 
 KEY = "test-key"
 ROUTES = ["trades", "quotes", "bars?symbol=AAPL", "latest", "asof?symbol=AAPL", "symbols", "snapshots", "gaps",
@@ -77,9 +77,11 @@ def test_formats_by_parameter_and_accept_header(client, fmt, accept):
         assert response.status_code == 200 and response.headers["content-type"].startswith(accept)
         assert response.headers["x-k2-count"] == "5" and response.headers["x-k2-snapshot-id"]
         if fmt == "csv":
-            table = pacsv.read_csv(io.BytesIO(response.content))
-            assert table.column("price").to_pylist() == [1.1, 1.2, 1.3, 1.4, 1.5] or table.num_rows == 5
-            assert b"1.10000000" in response.content  # written exactly, never via float
+            as_text = pacsv.ConvertOptions(column_types={"price": pa.string(), "trade_id": pa.string()})
+            table = pacsv.read_csv(io.BytesIO(response.content), convert_options=as_text)
+            # The fixture's prices 1.1 .. 1.5, written exactly at scale 8, never via float.
+            assert table.column("price").to_pylist() == [f"1.{i}0000000" for i in range(1, 6)]
+            assert table.column("trade_id").to_pylist() == ["1", "2", "3", "4", "5"]
         elif fmt == "parquet":
             table = pq.read_table(io.BytesIO(response.content))
             assert table.column("price").to_pylist()[0] == Decimal("1.10000000")
@@ -156,3 +158,21 @@ def test_keys_are_kept_hashed_and_a_key_is_made_when_none_is_configured():
     assert keys.accepts("plain") and keys.accepts("hashed") and not keys.accepts("sha256:" + digest("hashed"))
     generated = ApiKeys("")
     assert generated.generated and generated.accepts(generated.generated) and not generated.accepts("")
+
+
+def test_bars_vwap_is_rounded_half_even_through_the_api(api_settings):
+    run_ingest(api_settings, [raw_batch(vwap_tie_trades(), "market.trades", 0)])
+    with TestClient(create_app(api_settings)) as test_client:
+        test_client.headers["X-API-Key"] = KEY
+        body = test_client.get("/v1/bars", params={"symbol": "AAPL", "interval": "1m", "tz": "UTC"}).json()
+    # Hand-derived in tests/fixtures/market.py: 1.000000005 -> 1.00000000, 2.123456785 -> 2.12345678 (half-up would
+    # give 1.00000001 and 2.12345679), 1.000000015 -> 1.00000002.
+    assert (
+        [b["vwap"] for b in body["data"]]
+        == [str(v) for v in VWAP_HALF_EVEN]
+        == [
+            "1.00000000",
+            "2.12345678",
+            "1.00000002",
+        ]
+    )

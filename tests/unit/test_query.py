@@ -4,7 +4,7 @@ and against independent DuckDB queries over pyiceberg's own reading of the same 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, localcontext
 
 import duckdb
 import pytest
@@ -26,7 +26,7 @@ from k2.query import (
 from k2.query.params import Cursor
 from k2.sink import read_table
 from tests.fixtures.flow import run_ingest
-from tests.fixtures.market import T0, quote, raw_batch, trade
+from tests.fixtures.market import T0, VWAP_HALF_EVEN, VWAP_TIES, quote, raw_batch, trade, vwap_tie_trades
 
 SEC = 1_000_000
 
@@ -158,6 +158,30 @@ def test_bars_hand_computed_with_same_microsecond_ties(settings):
     assert rows[0]["start"] == datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
 
+def exact_vwaps(rounding: str) -> list[Decimal]:
+    """The oracle, from the test's own fills: sum(p*q)/sum(q) in exact decimals, rounded to 8 places."""
+    answers = []
+    with localcontext(Context(prec=50)):
+        for fills in VWAP_TIES:
+            notional = sum(Decimal(p) * Decimal(q) for p, q in fills)
+            volume = sum(Decimal(q) for _, q in fills)
+            answers.append((notional / volume).quantize(Decimal("1e-8"), rounding=rounding))
+    return answers
+
+
+def test_vwap_rounds_half_even_on_exact_ties(settings):
+    expected = exact_vwaps(ROUND_HALF_EVEN)
+    assert expected == VWAP_HALF_EVEN
+    # The cases discriminate: half-up differs on the first two, rounding down on the third.
+    half_up, down = exact_vwaps(ROUND_HALF_UP), exact_vwaps(ROUND_DOWN)
+    assert half_up[:2] == [Decimal("1.00000001"), Decimal("2.12345679")] and half_up[:2] != expected[:2]
+    assert down[2] == Decimal("1.00000001") != expected[2]
+    ingest_trades(settings, vwap_tie_trades())
+    rows = bars(engine_for(settings), "AAPL", "XNAS", parse_interval("1m"), "UTC").rows.to_pylist()
+    assert [r["trades"] for r in rows] == [len(fills) for fills in VWAP_TIES]
+    assert [r["vwap"] for r in rows] == expected
+
+
 def test_filled_bars_carry_the_previous_close(settings):
     trades = [
         trade(trade_id="1", source_sequence=1, timestamp=T0 - 5 * 60 * SEC, price="7"),
@@ -235,7 +259,8 @@ def test_bars_equal_an_independent_duckdb_query(settings):
     for row, (bucket, o, h, lo, c, v, n, notional) in zip(got, expected, strict=True):
         assert int(row["start"].timestamp()) == bucket * 5
         assert (row["open"], row["high"], row["low"], row["close"], row["volume"], row["trades"]) == (o, h, lo, c, v, n)
-        assert abs(row["vwap"] - notional / v) <= Decimal("0.000000005")
+        with localcontext(Context(prec=60)):  # exact: DuckDB's notional over the volume, rounded half-even
+            assert row["vwap"] == (notional / v).quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN)
 
 
 def test_latest_folds_new_commits_and_matches_a_full_scan(settings):
