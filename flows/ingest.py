@@ -15,6 +15,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from k2 import tracing
 from k2.batch import IngestBatch, RawBatch
 from k2.columnar import to_arrow
 from k2.config import Settings, load_settings
@@ -55,7 +56,11 @@ def build_flow(
 
 
 def _validate(raw: RawBatch, settings: Settings, rules: Rules) -> IngestBatch:
-    return validate_batch(raw, kind_for_topic(raw.topic, settings), rules)  # type: ignore[arg-type]
+    with tracing.batch_span("validate", raw) as traced:
+        batch = validate_batch(raw, kind_for_topic(raw.topic, settings), rules)  # type: ignore[arg-type]
+        traced.set("rows", len(batch.records))
+        traced.set("dead_letters", len(batch.dead_letters))
+    return batch
 
 
 def default_source(settings: Settings, degradation: DegradationManager | None = None) -> Source[RawBatch]:
@@ -86,6 +91,7 @@ def default_dead_letter_sink(settings: Settings) -> Sink | None:
 def _flow_from_environment() -> Dataflow:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
+    tracing.configure_tracing(settings)  # off unless K2_OTLP_ENDPOINT or K2_TRACE_FILE (k2.tracing)
     serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
     tune_process()
     degradation = degradation_from_settings(settings)  # one per process, shared by the sources and the sink

@@ -105,6 +105,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_port: int = 9464  # the flow process serves Prometheus metrics here (0: off); the API uses /metrics
     log_format: Literal["json", "text"] = "json"  # JSON lines for collectors; text for a terminal
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR (any case); DEBUG adds a line per source batch
+    # Traces (k2.tracing), a span per batch and step; off when both are empty. The collector's OTLP/HTTP base URL
+    # (the standard OTEL_EXPORTER_OTLP_ENDPOINT also works), and a file taking one JSON line per finished span.
+    otlp_endpoint: str = ""
+    trace_file: str = ""
 
     def __post_init__(self) -> None:
         if self.source == "auto":
@@ -139,6 +143,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             problems.append(f"{env_name('api_port')} must be a TCP port")
         if not 0 <= self.metrics_port < 65536:
             problems.append(f"{env_name('metrics_port')} must be a TCP port, or 0 for off")
+        if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
+            problems.append(f"{env_name('otlp_endpoint')} must be an http:// or https:// URL")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}")
         for name in (

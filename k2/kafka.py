@@ -19,6 +19,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from k2 import tracing
 from k2.batch import RawBatch, position_key, tick
 from k2.degrade import DegradationManager
 from k2.metrics import CONSUMER_LAG, DLQ_MESSAGES
@@ -218,6 +219,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             batch_size *= self._degradation.batch_factor
         # Never block the worker: librdkafka prefetches in its own thread, so take what is there now and, when
         # nothing is, ask Bytewax to come back shortly (a blocking wait here would stall every other step).
+        started = time.time_ns()  # the read span's start, when there is a batch to trace
         messages = self._consumer.consume(batch_size, timeout=0)
         if any(message.error() is not None for message in messages):
             messages = [m for m in messages if not _end_of_partition(m)]
@@ -227,13 +229,16 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             return self._tick_if_due()
         self._awake = None
         self._last_emitted = time.monotonic()
-        # Column-wise, one pass per field: this runs for every message.
-        offsets = [m.offset() for m in messages]
-        values = [m.value() or b"" for m in messages]
-        timestamps = [m.timestamp()[1] * 1_000 for m in messages]  # ms -> µs
+        with tracing.span("read", start_ns=started) as traced:
+            # Column-wise, one pass per field: this runs for every message.
+            offsets = [m.offset() for m in messages]
+            values = [m.value() or b"" for m in messages]
+            timestamps = [m.timestamp()[1] * 1_000 for m in messages]  # ms -> µs
+            batch = RawBatch(self.topic, self.partition, offsets, values, timestamps)
+            traced.set_batch(batch)
         self._next = offsets[-1] + 1
         self._update_lag()
-        return [RawBatch(self.topic, self.partition, offsets, values, timestamps)]
+        return [batch]
 
     def _tick_if_due(self) -> list[RawBatch]:
         """A tick once the partition has had nothing to read for an interval (see `k2.batch.tick`), then another

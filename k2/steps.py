@@ -16,6 +16,7 @@ import msgspec
 import pyarrow as pa
 from bytewax.operators import StatefulLogic
 
+from k2 import tracing
 from k2.batch import IngestBatch
 from k2.config import Settings
 from k2.dedupe import Deduper
@@ -29,16 +30,33 @@ _decode = msgspec.msgpack.Decoder().decode
 
 
 class _PartitionStep(StatefulLogic[IngestBatch, IngestBatch, bytes]):
-    """Runs `process` on every batch of one source partition; the state object snapshots as bytes."""
+    """Runs `process` on every batch of one source partition; the state object snapshots as bytes.
 
-    def __init__(self, state: Any, process: Callable[[IngestBatch], IngestBatch], resume: bytes | None):
+    Each batch gets a span named `name` (k2.tracing), with the attributes `outcome` finds in the processed batch.
+    """
+
+    def __init__(
+        self,
+        state: Any,
+        process: Callable[[IngestBatch], IngestBatch],
+        resume: bytes | None,
+        name: str,
+        outcome: Callable[[IngestBatch], dict[str, int]],
+    ):
         self.state = state
         self.process = process
+        self.name = name
+        self.outcome = outcome
         if resume is not None:
             state.load_state(_decode(resume))
 
     def on_item(self, value: IngestBatch) -> tuple[Iterable[IngestBatch], bool]:
-        return (self.process(value),), StatefulLogic.RETAIN
+        with tracing.batch_span(self.name, value) as traced:
+            batch = self.process(value)
+            if traced:
+                for key, count in self.outcome(batch).items():
+                    traced.set(key, count)
+        return (batch,), StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return _encode(self.state.to_state())
@@ -49,7 +67,7 @@ def sequence_check(settings: Settings) -> Callable[[bytes | None], StatefulLogic
 
     def build(resume: bytes | None) -> StatefulLogic:
         tracker = SequenceTracker(settings.reset_floor, settings.session_gap_us, settings.max_gap_ranges)
-        return _PartitionStep(tracker, tracker.check_batch, resume)
+        return _PartitionStep(tracker, tracker.check_batch, resume, "sequence", _sequence_outcome)
 
     return build
 
@@ -59,15 +77,41 @@ def dedupe(settings: Settings) -> Callable[[bytes | None], StatefulLogic]:
 
     def build(resume: bytes | None) -> StatefulLogic:
         deduper = Deduper(settings.dedupe_horizon_us, settings.dedupe_max_keys)
-        return _PartitionStep(deduper.recent, deduper.dedupe_batch, resume)
+        return _PartitionStep(deduper.recent, deduper.dedupe_batch, resume, "dedupe", _dedupe_outcome)
 
     return build
 
 
+def _sequence_outcome(batch: IngestBatch) -> dict[str, int]:
+    gaps = sum(1 for event in batch.sequence_events if event.event == "gap")
+    return {
+        "gaps": gaps,
+        "resets": len(batch.sequence_events) - gaps,
+        "missing": sum(event.missing_count for event in batch.sequence_events),
+    }
+
+
+def _dedupe_outcome(batch: IngestBatch) -> dict[str, int]:
+    return {"rows": len(batch.records), "duplicates": batch.duplicates}
+
+
 def observe(step_id: str, keyed: tuple[str, IngestBatch]) -> None:
-    """Metrics for a checked batch, and (at debug level) a line naming its source positions and outcome."""
+    """Metrics for a checked batch, its outcome as a span, and (at debug level) a line naming its source positions
+    and outcome."""
     batch = keyed[1]
-    record_batch(batch)
+    with tracing.batch_span(
+        "observe",
+        batch,
+        rows=len(batch.records),
+        dead_letters=len(batch.dead_letters),
+        duplicates=batch.duplicates,
+        sequence_events=len(batch.sequence_events),
+    ):
+        record_batch(batch)
+        _log_batch(batch)
+
+
+def _log_batch(batch: IngestBatch) -> None:
     if log.isEnabledFor(logging.DEBUG) and batch.source_offsets:
         log.debug(
             "batch %s offsets %s..%s: %s in, %s rows, %s dead letters, %s duplicates",
