@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from k2.catalog import open_catalog
 from k2.feed import FeedConfig, SyntheticFeed, feed_batches
 from tests.fixtures.flow import read_landed, run_ingest
-from tests.fixtures.market import DROP, T0, quote, raw_batch, trade
+from tests.fixtures.market import DROP, T0, fed_per_partition, quote, raw_batch, trade
 
 
 def test_rows_dead_letters_and_gaps_land_in_their_tables(settings):
@@ -68,7 +68,9 @@ def test_conservation_on_the_synthetic_feed(settings):
             partitions=3,
         )
     )
-    landed = run_ingest(settings, list(feed_batches(feed, batch_size=997)))
+    batches = list(feed_batches(feed, batch_size=997))
+    landed = run_ingest(settings, batches)
+    assert landed.messages == fed_per_partition(batches)  # what the flow read, per partition, is what it was fed
     per_partition = Counter()
     for name in ("trades", "quotes", "dead_letters"):
         table = landed.tables[name]

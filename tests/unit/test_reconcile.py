@@ -8,22 +8,30 @@ from bytewax.testing import run_main
 
 from flows.ingest import build_flow
 from k2.cli import main
-from k2.feed import FeedConfig
+from k2.feed import FeedConfig, SyntheticFeed, feed_batches
 from k2.kafka import instrument_key
 from k2.reconcile import PartitionReport, format_reports, reconcile
 from k2.sources import SyntheticSource
-from tests.fixtures.market import trade, wire
+from tests.fixtures.market import fed_per_partition, trade, wire
 
 
 def test_reconcile_accounts_for_every_message(settings):
-    run_main(build_flow(SyntheticSource(FeedConfig(messages=4_000, symbols=6, duplicate_rate=0.01)), settings))
+    config = FeedConfig(messages=4_000, symbols=6, invalid_rate=0.01, duplicate_rate=0.01)
+    run_main(build_flow(SyntheticSource(config, batch_size=500), settings))
     reports = reconcile(settings, {"synthetic.trades/0": (0, 10**6)})
-    assert {r.partition for r in reports} >= {"synthetic.trades/0", "synthetic.quotes/0"}
-    for report in reports:
-        assert report.balanced, report
-        assert report.accounted == report.messages > 0
+    # The oracle is the generator: the same seeded feed, its batches and its own counts of what it injected.
+    feed = SyntheticFeed(config)
+    fed = fed_per_partition(feed_batches(feed, 500))
+    stats = feed.stats
+    assert stats.invalid > 0 and stats.duplicates > 0
+    assert {r.partition: r.messages for r in reports} == fed
+    assert {r.partition: r.committed_offset for r in reports} == fed  # offsets from 0: the seam is the count
+    assert sum(r.rows for r in reports) == stats.sent - stats.invalid - stats.duplicates
+    assert sum(r.dead_letters for r in reports) == stats.invalid
+    assert sum(r.duplicates for r in reports) == stats.duplicates
+    assert all(report.balanced for report in reports)
     with_marks = next(r for r in reports if r.partition == "synthetic.trades/0")
-    assert with_marks.lag == 10**6 - with_marks.committed_offset
+    assert with_marks.lag == 10**6 - fed["synthetic.trades/0"]
     assert next(r for r in reports if r.partition == "synthetic.quotes/0").lag is None
     text = format_reports(reports)
     assert "synthetic.trades/0" in text and "yes" in text and "NO" not in text

@@ -1,10 +1,18 @@
+import msgspec
 from bytewax.testing import run_main
 
 from flows.ingest import build_flow
 from k2.feed import FeedConfig, SyntheticFeed, feed_batches, partition_of
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
-from tests.fixtures.flow import read_landed
-from tests.fixtures.market import quote, trade, wire
+from tests.fixtures.flow import assert_landed_exactly, read_landed
+from tests.fixtures.market import fed_per_partition, quote, trade, wire
+
+# Instrument i of the feed is VENUES[i % 4]:S{i:04d}; its partition is crc32(key) % partitions. Worked out once
+# with zlib.crc32 for 3 partitions (crc32 in hex -> mod 3): XNAS:S0000 5f9ecdb8 -> 0, XASX:S0001 cbb95053 -> 2,
+# BINANCE:S0002 34db1da3 -> 1, CME:S0003 cb397d8a -> 1, XNAS:S0004 58f309a1 -> 0, XASX:S0005 ccd4944a -> 2,
+# BINANCE:S0006 33b6d9ba -> 0, CME:S0007 cc54b993 -> 2.
+PARTITION_OF_3 = {"XNAS:S0000": 0, "XASX:S0001": 2, "BINANCE:S0002": 1, "CME:S0003": 1,
+                  "XNAS:S0004": 0, "XASX:S0005": 2, "BINANCE:S0006": 0, "CME:S0007": 2}  # fmt: skip
 
 
 def test_feed_is_reproducible_and_keys_instruments_to_partitions():
@@ -14,7 +22,18 @@ def test_feed_is_reproducible_and_keys_instruments_to_partitions():
     assert [b.values for b in first] == [b.values for b in second]
     for batch in first:
         assert batch.offsets == list(range(batch.offsets[0], batch.offsets[0] + len(batch.values)))
-    assert partition_of(b"XNAS:S0001", 3) == partition_of(b"XNAS:S0001", 3)
+    assert {key: partition_of(key.encode(), 3) for key in PARTITION_OF_3} == PARTITION_OF_3
+    seen: dict[str, set[int]] = {}
+    for batch in first:
+        for value in batch.values:
+            try:
+                message = msgspec.json.decode(value)
+            except msgspec.DecodeError:
+                continue  # an injected truncated message
+            if "symbol" in message:  # not an injected message without its symbol
+                seen.setdefault(f"{message['exchange']}:{message['symbol']}", set()).add(batch.partition)
+    # Every instrument sent, each in the one partition its key hashes to.
+    assert seen == {key: {partition} for key, partition in PARTITION_OF_3.items()}
 
 
 def test_feed_injects_what_it_reports():
@@ -35,11 +54,14 @@ def test_kind_for_topic(settings):
 
 
 def test_synthetic_source_fills_the_warehouse(settings):
-    source = SyntheticSource(FeedConfig(messages=3_000, symbols=5), batch_size=400)
-    run_main(build_flow(source, settings))
-    landed = read_landed(settings)
-    accounted = sum(landed.tables[n].num_rows for n in ("trades", "quotes", "dead_letters"))
-    assert accounted + sum(landed.duplicates.values()) == sum(landed.messages.values()) >= 3_000
+    config = FeedConfig(messages=3_000, symbols=5, invalid_rate=0.01, duplicate_rate=0.01)
+    run_main(build_flow(SyntheticSource(config, batch_size=400), settings))
+    # The oracle: the same seeded feed, counted by the generator itself, never by K2.
+    feed = SyntheticFeed(config)
+    fed = fed_per_partition(feed_batches(feed, 400))
+    assert feed.stats.invalid > 0 and feed.stats.duplicates > 0
+    landed = assert_landed_exactly(settings, feed.stats)
+    assert landed.messages == fed and sum(fed.values()) == feed.stats.sent >= 3_000
     assert landed.tables["trades"].num_rows > 1_000 and landed.tables["quotes"].num_rows > 1_000
 
 
