@@ -37,5 +37,10 @@ def test_asx_files_to_kafka_to_iceberg(tmp_path, kafka_bootstrap, kafka_topic, m
     assert landed.tables["quotes"].num_rows == lines["quotes"]
     assert landed.tables["dead_letters"].num_rows == 0
     topics = [settings.trades_topic, settings.quotes_topic]
-    for report in reconcile(settings, watermarks(kafka_bootstrap, partitions_of(kafka_bootstrap, topics))):
+    reports = reconcile(settings, watermarks(kafka_bootstrap, partitions_of(kafka_bootstrap, topics)))
+    for report in reports:
         assert report.balanced, report
+        assert report.lag == 0, report
+    # Every line of the files was read once: K2's messages-read per topic against the raw files' line counts.
+    for kind, topic in (("trades", settings.trades_topic), ("quotes", settings.quotes_topic)):
+        assert sum(r.messages for r in reports if r.partition.startswith(f"{topic}/")) == lines[kind]

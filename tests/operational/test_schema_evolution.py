@@ -18,6 +18,7 @@ from k2.reconcile import reconcile
 from k2.sink import IcebergWriter, read_table
 from tests.fixtures.api import api_server
 from tests.fixtures.flow import run_ingest
+from tests.fixtures.market import fed_per_partition
 from tests.operational.answers import all_rows, synthetic_batches
 from tests.unit.test_sink import arrow_batch
 
@@ -51,7 +52,9 @@ def test_the_flow_keeps_writing_after_a_column_is_added_and_the_api_returns_it(s
     assert trades.schema.names[-1] == "venue"
     assert pc.all(pc.is_null(trades["venue"])).as_py()  # old rows and rows the flow wrote after the change
     assert ordered(trades.drop_columns(["venue"])).equals(ordered(expected))
-    assert all(report.balanced for report in reconcile(settings))
+    reports = reconcile(settings)
+    assert all(report.balanced for report in reports)
+    assert {r.partition: r.messages for r in reports} == fed_per_partition(batches)  # every message fed, once
 
     # new data with the column: e.g. an enrichment job appending through pyiceberg
     table = catalog.load_table((settings.namespace, TRADES))
