@@ -16,21 +16,28 @@ from k2.kafka import CheckedProducer, make_producer
 TICK_SECONDS = 0.01  # the producer catches up with its schedule this often: smooth at any rate, no sleep per message
 
 
-class PacedProducer(threading.Thread):
-    """Sends the whole feed at `rate` messages per second (as fast as it can if it falls behind), with every
-    delivery confirmed at the end."""
+class SoakThread(threading.Thread):
+    """A daemon thread of the soak: `stop` asks it to end; an error that ends it is kept in `error`."""
 
-    def __init__(self, bootstrap: str, topics: dict[str, str], feed: SyntheticFeed, rate: int):
-        super().__init__(name="soak-producer", daemon=True)
-        self.bootstrap, self.topics, self.feed, self.rate = bootstrap, topics, feed, rate
-        self.sent = 0
-        self.delivered = 0
-        self.seconds = 0.0  # from the first send to the last confirmed delivery
+    def __init__(self, name: str):
+        super().__init__(name=name, daemon=True)
         self.error: BaseException | None = None
         self._stopping = threading.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+class PacedProducer(SoakThread):
+    """Sends the whole feed at `rate` messages per second (as fast as it can if it falls behind), with every
+    delivery confirmed at the end."""
+
+    def __init__(self, bootstrap: str, topics: dict[str, str], feed: SyntheticFeed, rate: int):
+        super().__init__("soak-producer")
+        self.bootstrap, self.topics, self.feed, self.rate = bootstrap, topics, feed, rate
+        self.sent = 0
+        self.delivered = 0
+        self.seconds = 0.0  # from the first send to the last confirmed delivery
 
     def run(self) -> None:
         try:
@@ -85,7 +92,7 @@ class QueryLog:
             return [r for r in self.records if r.status != 200]
 
 
-class QueryLoop(threading.Thread):
+class QueryLoop(SoakThread):
     """Asks what a user watching the market asks, one query after another: the latest trade and quote per
     instrument, then recent trades and one-minute bars of an active symbol in the last stretch of event time."""
 
@@ -94,13 +101,9 @@ class QueryLoop(threading.Thread):
     BARS_WINDOW_US = 3_600 * 1_000_000
 
     def __init__(self, base_url: str, key: str, interval: float, log: QueryLog):
-        super().__init__(name="soak-queries", daemon=True)
+        super().__init__("soak-queries")
         self.base_url, self.key, self.interval, self.log = base_url, key, interval, log
-        self._stopping = threading.Event()
         self._newest_us: int | None = None  # the newest committed event time, from the last /v1/latest
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     def run(self) -> None:
         symbols = cycle(self.SYMBOLS)

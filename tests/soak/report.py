@@ -47,11 +47,17 @@ def summary_text(report: dict) -> str:
     lines = [
         f"soak: {run['sent']:,} messages in {run['produce_seconds']:.0f} s ({run['achieved_rate']:,.0f} msg/s), "
         f"drained in {run['drain_seconds']:.1f} s, {len(report['samples'])} samples",
-        f"  flow RSS {rss['baseline_kib'] / 1024:.1f} -> {rss['end_kib'] / 1024:.1f} MiB after warm-up "
-        f"({rss['window_growth']:+.2%} by window medians, {rss['fitted_growth']:+.2%} by slope; limit "
-        f"{rss['limit']:.0%}) {'ok' if rss['ok'] else 'FAIL'}",
+        f"  settings: the product's defaults, overridden: {report['overrides'] or 'nothing'}",
+        f"  flow RSS {rss['baseline_kib'] / 1024:.1f} -> {rss['end_kib'] / 1024:.1f} MiB by trend over the "
+        f"{rss['judged_seconds']:.0f} s after {report['config']['warmup_seconds']:.0f} s of warm-up "
+        f"({rss['samples']} samples): {rss['fitted_growth']:+.2%} by trend, {rss['floor_growth']:+.2%} by floor "
+        f"(limit {rss['limit']:.0%}; window medians {rss['window_growth']:+.2%}, swing +-{rss['swing_kib'] / 1024:.1f}"
+        f" MiB over {rss['swing_period_s'] or 0:.0f} s, {rss['growth_per_hour']:+.1%}/h) "
+        f"{'ok' if rss['ok'] else 'FAIL'}",
         f"  API RSS {api['baseline_kib'] / 1024:.1f} -> {api['end_kib'] / 1024:.1f} MiB after warm-up "
-        f"({api['window_growth']:+.2%}, {api['fitted_growth']:+.2%} by slope; reported)",
+        f"({api['fitted_growth']:+.2%} by trend, {api['floor_growth']:+.2%} by floor; reported)",
+        "  flow RSS floor/median by tenth of the run (MiB): "
+        + ", ".join(f"{p['from_s']}s {p['floor_mib']:.0f}/{p['median_mib']:.0f}" for p in report["flow_rss_profile"]),
     ]
     for name, lag in (("data lag", data_lag), ("committed lag", committed_lag)):
         lines.append(

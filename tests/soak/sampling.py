@@ -1,9 +1,8 @@
-"""What the soak records every few seconds: the processes' resident memory, the ingest lag, query latency."""
+"""What the soak records: the processes' resident memory twice a second, the ingest lag and query latency every few."""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from k2.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog
 from k2.config import Settings
 from k2.kafka import partitions_of, watermarks
 from k2.seams import committed_offsets
-from tests.soak.load import PacedProducer, QueryLog
+from tests.soak.load import PacedProducer, QueryLog, SoakThread
 
 
 def rss_kib(pid: int) -> int:
@@ -132,8 +131,53 @@ def percentiles_ms(seconds: list[float]) -> tuple[float, float, float] | tuple[N
     return round(float(p50), 2), round(float(p95), 2), round(float(p99), 2)
 
 
-class Sampler(threading.Thread):
-    """Every `every` seconds: one `Sample`. An error in sampling ends the thread and is kept in `error`."""
+class Periodic(SoakThread):
+    """Calls `tick` every `every` seconds at a fixed cadence (the time a tick takes does not stretch the series)
+    until `stop`; an error ends the thread and is kept in `error`."""
+
+    def __init__(self, name: str, every: float):
+        super().__init__(name)
+        self.every = every
+
+    def run(self) -> None:
+        try:
+            due = time.monotonic()
+            while True:
+                due += self.every
+                if self._stopping.wait(max(0.0, due - time.monotonic())):
+                    return
+                self.tick()
+        except BaseException as exc:
+            self.error = exc
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class RssSampler(Periodic):
+    """Every `every` seconds: the time and the RSS of each of `pids` (name -> pid), into `t` and `kib[name]`.
+
+    Separate from `Sampler` and much more frequent: reading /proc costs microseconds, while a lag sample reads
+    four tables' metadata from the catalog. The RSS verdict needs many samples per allocator swing (60-100 s)."""
+
+    def __init__(self, every: float, pids: dict[str, int], started: float):
+        super().__init__("soak-rss-sampler", every)
+        self.pids, self.started = pids, started
+        self.t: list[float] = []
+        self.kib: dict[str, list[int]] = {name: [] for name in pids}
+
+    def tick(self) -> None:
+        values = {name: rss_kib(pid) for name, pid in self.pids.items()}
+        self.t.append(round(time.monotonic() - self.started, 3))
+        for name, value in values.items():
+            self.kib[name].append(value)
+
+    def to_dict(self) -> dict:
+        return {"t": self.t, **{f"{name}_kib": values for name, values in self.kib.items()}}
+
+
+class Sampler(Periodic):
+    """Every `every` seconds: one `Sample`."""
 
     def __init__(
         self,
@@ -146,29 +190,16 @@ class Sampler(threading.Thread):
         queries: QueryLog,
         started: float,
     ):
-        super().__init__(name="soak-sampler", daemon=True)
-        self.every, self.flow_pid, self.api_pid = every, flow_pid, api_pid
+        super().__init__("soak-sampler", every)
+        self.flow_pid, self.api_pid = flow_pid, api_pid
         self.probe, self.metrics_url = probe, metrics_url
         self.producer, self.queries, self.started = producer, queries, started
         self.samples: list[Sample] = []
-        self.error: BaseException | None = None
-        self._stopping = threading.Event()
         self._seen_queries = 0
         self._commits = (0, 0.0)  # commits and their seconds as of the previous sample
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def run(self) -> None:
-        try:
-            due = time.monotonic()
-            while True:
-                due += self.every  # a fixed cadence: the time a sample takes does not stretch the series
-                if self._stopping.wait(max(0.0, due - time.monotonic())):
-                    return
-                self.samples.append(self.sample())
-        except BaseException as exc:
-            self.error = exc
+    def tick(self) -> None:
+        self.samples.append(self.sample())
 
     def sample(self) -> Sample:
         data_lag, committed_lag = self.probe.lag()

@@ -1,11 +1,12 @@
 """Soak: steady ingest and queries for K2_SOAK_SECONDS (CI: 5 minutes; `make soak`: hours).
 
-Real broker, the flow as the real process (`python -m bytewax.run flows.ingest`, recovery on, tailing Kafka), the
-real API process. A producer sends the synthetic feed at K2_SOAK_RATE msg/s, a query thread asks the API steadily,
-and a sampler records the flow's and the API's RSS, the ingest lag and query latency every few seconds. After a
-warm-up the flow's RSS must stay within 5% and the lag must stay bounded; no query may fail; once the producer
-stops and the flow drains, every message is exactly once a row, a dead letter or a counted duplicate.
-The time series and verdicts go to reports/soak.json (K2_SOAK_REPORT).
+Real broker, the flow as the real process (`python -m bytewax.run flows.ingest`, recovery on, tailing Kafka) with
+the product's default settings (tests/soak/config.py says which one CI shortens, and why), the real API process. A
+producer sends the synthetic feed at K2_SOAK_RATE msg/s, a query thread asks the API steadily, one sampler records
+the flow's and the API's RSS twice a second, another the ingest lag and query latency every few seconds. After a
+warm-up the flow's RSS must not grow by more than 5% (tests/soak/verdict.py) and the lag must stay bounded; no
+query may fail; once the producer stops and the flow drains, every message is exactly once a row, a dead letter or
+a counted duplicate. The time series and verdicts go to reports/soak.json (K2_SOAK_REPORT).
 """
 
 from __future__ import annotations
@@ -23,25 +24,38 @@ from k2.feed import FeedConfig, SyntheticFeed
 from k2.reconcile import reconcile
 from k2.sink import SIDE_TABLE_INTERVALS
 from tests.fixtures.api import api_server, free_port
-from tests.soak.config import SoakConfig
+from tests.soak.config import PRODUCT, SoakConfig
 from tests.soak.exactness import count_landed
 from tests.soak.flow_process import finish_bounded, flow_log_tail, flow_process, stop, trace_dir
 from tests.soak.load import PacedProducer, QueryLog, QueryLoop
 from tests.soak.report import machine, query_summary, summary_text, write_report
-from tests.soak.sampling import LagProbe, Sampler, child_pid
+from tests.soak.sampling import LagProbe, RssSampler, Sampler, child_pid
 from tests.soak.traced_flow import top_growth
-from tests.soak.verdict import judge_lag, judge_rss
+from tests.soak.verdict import judge_lag, judge_rss, rss_profile
 
 API_KEY = "soak-key"
 PARTITIONS = 4
-# An idle table records its seam after this long (default 30 s): only the drain at the end waits for it, since
-# every table gets rows while the feed runs (it carries invalid messages and sequence gaps).
-SEAM_HEARTBEAT_SECONDS = 5.0
 # Data lag: a message waits for the next commit (one interval), then for that commit to land while the next
 # interval fills (one more: at most one commit is pending); the slack covers a stall of a shared machine.
 DATA_LAG_INTERVALS = 2
 LAG_SLACK_SECONDS = 5.0
 DRAIN_TIMEOUT_SECONDS = 120.0
+# The settings the soak reports and checks against the product's defaults (all that shape the flow's memory).
+PRODUCT_SETTINGS = (
+    "epoch_seconds",
+    "snapshot_seconds",
+    "commit_max_rows",
+    "seam_heartbeat_seconds",
+    "snapshot_retention_seconds",
+    "snapshot_retain_last",
+    "maintenance_every_commits",
+    "maintenance_compact",
+    "degradation",
+    "memory_limit_mb",
+    "batch_size",
+    "dedupe_max_keys",
+    "dedupe_horizon_seconds",
+)
 
 
 def wait_until_answers(url: str, flow: subprocess.Popen, workdir: Path, timeout: float = 120.0) -> None:
@@ -68,21 +82,18 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
         trades_topic=kafka_topic(PARTITIONS, prefix="soak-trades"),
         quotes_topic=kafka_topic(PARTITIONS, prefix="soak-quotes"),
         dlq_topic=kafka_topic(1, prefix="soak-dlq"),
-        epoch_seconds=config.epoch_seconds,
-        seam_heartbeat_seconds=SEAM_HEARTBEAT_SECONDS,
-        snapshot_retention_seconds=config.snapshot_retention_seconds,
-        maintenance_every_commits=config.maintenance_every_commits,
+        **config.overrides,  # only what the run is too short for: none with K2_SOAK_PRODUCT_DEFAULTS
     )
+    product = {name: getattr(PRODUCT, name) for name in PRODUCT_SETTINGS}
+    assert {name: getattr(settings, name) for name in PRODUCT_SETTINGS} == product | config.overrides
     ensure_tables(open_catalog(settings), settings.namespace)  # the API and the lag probe start before any commit
     feed = SyntheticFeed(FeedConfig(messages=config.messages, symbols=50, partitions=PARTITIONS, seed=2026))
     topics = {"trade": settings.trades_topic, "quote": settings.quotes_topic}
     queries = QueryLog()
     report: dict = {
-        "config": config.__dict__
-        | {
-            "snapshot_retention_seconds": config.snapshot_retention_seconds,
-            "maintenance_every_commits": config.maintenance_every_commits,
-        },
+        "config": config.__dict__ | {"warmup_seconds": config.warmup_seconds},
+        "settings": {name: getattr(settings, name) for name in PRODUCT_SETTINGS},
+        "overrides": config.overrides,
         "machine_at_start": machine(),
     }
 
@@ -100,7 +111,8 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
         started = time.monotonic()
         api_pid = child_pid("-m", "api")
         sampler = Sampler(config.sample_every, flow.pid, api_pid, probe, metrics_url, producer, queries, started)
-        threads = (producer, query_loop, sampler)
+        rss_sampler = RssSampler(config.rss_sample_seconds, {"flow": flow.pid, "api": api_pid}, started)
+        threads = (producer, query_loop, sampler, rss_sampler)
         for thread in threads:
             thread.start()
         try:
@@ -109,6 +121,7 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
                 producer.join(timeout=1)
                 assert flow.poll() is None, f"the flow exited with {flow.returncode}:\n{flow_log_tail(tmp_path)}"
                 assert sampler.error is None, f"sampling failed: {sampler.error!r}"
+                assert rss_sampler.error is None, f"RSS sampling failed: {rss_sampler.error!r}"
         finally:
             for thread in threads:
                 thread.stop()
@@ -136,9 +149,10 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
 
     samples = sampler.samples
     t = [s.t for s in samples]
-    rss = judge_rss(t, [s.flow_rss_kib for s in samples], config.warmup_seconds)
-    api_rss = judge_rss(t, [s.api_rss_kib for s in samples], config.warmup_seconds)
-    epoch = config.epoch_seconds
+    rss_t = rss_sampler.t
+    rss = judge_rss(rss_t, rss_sampler.kib["flow"], config.warmup_seconds)
+    api_rss = judge_rss(rss_t, rss_sampler.kib["api"], config.warmup_seconds)
+    epoch = settings.epoch_seconds
     data_lag = judge_lag(
         t,
         [s.data_lag for s in samples],
@@ -146,7 +160,7 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
         bound=config.rate * (DATA_LAG_INTERVALS * epoch + LAG_SLACK_SECONDS),
     )
     # The side tables commit every SIDE_TABLE_INTERVALS intervals (or at the heartbeat), so the lowest seam trails.
-    side_interval = max(SIDE_TABLE_INTERVALS * epoch, SEAM_HEARTBEAT_SECONDS)
+    side_interval = max(SIDE_TABLE_INTERVALS * epoch, settings.seam_heartbeat_seconds)
     committed_lag = judge_lag(
         t,
         [s.committed_lag for s in samples],
@@ -173,6 +187,7 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
             "committed_lag": committed_lag.to_dict(),
         },
         "api_rss": api_rss.to_dict(),
+        "flow_rss_profile": rss_profile(rss_t, rss_sampler.kib["flow"]),
         "queries": query_summary(queries.records),
         "exactness": {
             "sent": stats.sent,
@@ -188,6 +203,7 @@ def test_steady_ingest_and_queries_keep_memory_flat_and_lag_bounded(tmp_path, ka
         # The flow starts before the load: its snapshots' times are a few seconds ahead of the samples'.
         "tracemalloc_growth": top_growth(trace_dir(tmp_path), config.warmup_seconds) if config.tracemalloc else [],
         "samples": [s.to_dict() for s in samples],
+        "rss_samples": rss_sampler.to_dict(),
     }
     write_report(Path(config.report), report)
     with capsys.disabled():
