@@ -22,7 +22,8 @@ Using it (the flow's steps; `k2.sink` adds `buffer`, `commit` and `recovery`):
         ...                                                   # `k2.next_offset` and `k2.messages` from the batch
 
 - `span(name, *, start_ns=None, **attributes)`: a context manager yielding a `Span`; `start_ns` (`time.time_ns()`)
-  backdates its start. An exception leaving it marks the span as an error and passes on.
+  backdates its start. An exception leaving it marks the span as an error and passes on. Spans are not made
+  current: one started inside another is a root too.
 - `batch_span(name, batch, **attributes)`: the same with the batch's position; a tick (no message) gets no span. A
   batch is anything with `topic`, `partition`, `next_offset` and its messages' ascending offsets in
   `source_offsets` (IngestBatch, ArrowBatch) or `offsets` (RawBatch): the span covers [first_offset, next_offset).
@@ -78,20 +79,27 @@ _OFF = Span()
 
 
 class _Recording(Span):
-    """A live SDK span around the block (`start_as_current_span`: exceptions are recorded and set the status)."""
+    """A live SDK span around the block; an exception leaving it is recorded and sets the status to ERROR.
 
-    __slots__ = ("_manager", "_span")
+    Started with `start_span`, not made the current span: a quarter cheaper (no context to attach and detach), and
+    the flow's spans are roots anyway.
+    """
 
-    def __init__(self, manager: Any):
-        self._manager = manager
-        self._span: Any = None
+    __slots__ = ("_span",)
+
+    def __init__(self, started: Any):
+        self._span = started
 
     def __enter__(self) -> Span:
-        self._span = self._manager.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._manager.__exit__(*exc)
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            self._span.record_exception(error)
+            self._span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        self._span.end()
 
     def __bool__(self) -> bool:
         return True
@@ -113,7 +121,7 @@ def span(name: str, *, start_ns: int | None = None, **attributes: object) -> Spa
     if _tracer is None:
         return _OFF
     named = {PREFIX + k: _attribute(v) for k, v in attributes.items() if v is not None}
-    return _Recording(_tracer.start_as_current_span(name, attributes=named, start_time=start_ns))
+    return _Recording(_tracer.start_span(name, attributes=named, start_time=start_ns))
 
 
 def batch_span(name: str, batch: Any, **attributes: object) -> Span:
@@ -216,11 +224,10 @@ class JsonLinesExporter:
         self._lock = threading.Lock()
 
     def export(self, spans: Iterable[Any]) -> Any:
-        import json
-
+        import msgspec
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        data = memoryview("".join(json.dumps(span_record(s), default=str) + "\n" for s in spans).encode())
+        data = memoryview(b"".join(msgspec.json.encode(span_record(s)) + b"\n" for s in spans))
         with self._lock:
             if self._fd < 0:
                 return SpanExportResult.FAILURE
