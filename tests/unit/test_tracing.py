@@ -288,10 +288,12 @@ def test_spans_reach_an_otlp_http_collector(settings, monkeypatch, configured_by
     url = f"http://127.0.0.1:{server.server_address[1]}"
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
+    trace_file = Path(settings.data_dir) / "spans.jsonl"  # the file as well: both get every span
     if configured_by == "K2_OTLP_ENDPOINT":
-        settings = load_settings({}, data_dir=settings.data_dir, otlp_endpoint=url + "/")
+        settings = load_settings({}, data_dir=settings.data_dir, otlp_endpoint=url + "/", trace_file=str(trace_file))
     else:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+        settings = load_settings({}, data_dir=settings.data_dir, trace_file=str(trace_file))
     try:
         assert tracing.configure_tracing(settings)
         for start in (0, 10, 20):
@@ -312,3 +314,4 @@ def test_spans_reach_an_otlp_http_collector(settings, monkeypatch, configured_by
             names += [s.name for scope in resource_spans.scope_spans for s in scope.spans]
     assert names == ["read"] * 3
     assert services == {"k2-ingest"}
+    assert [s.get("first_offset") for s in read_spans(trace_file)] == [0, 10, 20]
