@@ -99,7 +99,8 @@ class CircuitBreaker:
             return self.initial_backoff
         # Doubles with every failure past the threshold, capped.
         excess = self.consecutive_failures - self.failure_threshold
-        return min(self.max_backoff, self.initial_backoff * 2 ** (excess + 1))
+        # The exponent is capped: past ~1,000 failures (a long outage) 2**n no longer fits a float.
+        return min(self.max_backoff, self.initial_backoff * 2 ** min(excess + 1, 32))
 
     def _failed(self, exc: Exception) -> None:
         self.consecutive_failures += 1

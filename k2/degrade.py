@@ -8,7 +8,8 @@ every signal has stayed below `exit_ratio` of the current level's entry threshol
 (hysteresis: a signal hovering at a threshold does not make the level flap).
 
 What each level does (see `Level`): bigger batches and longer commit intervals (fewer, larger commits amortise the
-fixed cost of a commit), then low-priority topics paused (quotes before trades), then every topic paused while
+fixed cost of a commit; the interval spaces timed commits inside an epoch, while every epoch end still commits, so
+no backlog rides in the recovery state), then low-priority topics paused (quotes before trades), then every topic paused while
 the store catches up. Paused topics are simply not polled: Kafka keeps the messages and the flow reads them later,
 so nothing is lost and ordering per partition holds.
 """

@@ -90,6 +90,15 @@ def test_gives_up_only_when_told_to():
     assert 10 <= time.now <= 14 and calls["n"] > 3
 
 
+def test_a_long_outage_keeps_waiting_at_the_cap():
+    # 2,000 failures in a row (a catalog down for hours): the doubling must stay capped, not overflow a float.
+    time = FakeTime()
+    breaker = CircuitBreaker("b", failure_threshold=2, max_backoff=5, clock=time.clock, sleep=time.sleep)
+    action, calls = failing(2_000)
+    assert breaker.run(action) == "done"
+    assert calls["n"] == 2_001 and time.sleeps[-1] == 5
+
+
 def test_stop_ends_a_wait_at_once():
     breaker = CircuitBreaker("b", initial_backoff=60)
     action, _ = failing(10**6)
@@ -130,8 +139,8 @@ def test_a_locked_catalog_stalls_the_commit_which_lands_once_when_released(tmp_p
     failed_before = _failed_commits()
     lock = sqlite3.connect(data_dir / "catalog.db", isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
-    writer.write(arrow_batch(0, 20, duplicate_every=7))
-    writer.commit(wait=False)  # the committer thread now retries; the flow's next commit would wait for it
+    writer.write(arrow_batch(0, 20, duplicate_every=7))  # a writer's first rows are handed over at once
+    assert writer._inflight  # the committer thread now retries; the flow's next commit would wait for it
     assert opened.wait(60), "the breaker never opened while the catalog was locked"
     assert writer.breaker.state in (BreakerState.OPEN, BreakerState.HALF_OPEN)
     lock.execute("COMMIT")  # the outage ends

@@ -5,7 +5,7 @@ from prometheus_client import REGISTRY
 
 from k2.catalog import TRADES, open_catalog
 from k2.degrade import DegradationManager, Level, Signals, Thresholds, level_for, process_rss_bytes
-from k2.sink import IcebergWriter, committed_offsets, read_table, summed_property
+from k2.sink import IcebergWriter, committed_offsets
 from tests.unit.test_sink import arrow_batch
 
 pytestmark = pytest.mark.unit
@@ -117,28 +117,23 @@ def test_maybe_update_samples_at_most_once_per_period():
     assert len(calls) == 2
 
 
-def test_a_stretched_commit_interval_defers_epoch_commits_and_the_rows_ride_in_the_state(settings):
+def test_under_pressure_an_epoch_end_still_commits_so_no_backlog_rides_in_the_state(settings):
     clock = Clock()
     m = manager(clock)
     m.update(Signals(600_000, 0, 0.0, 0))  # ELEVATED: commit interval x2
-    first = IcebergWriter(
+    w = IcebergWriter(
         open_catalog(settings), settings.namespace, commit_interval_seconds=1.0, degradation=m, clock=clock
     )
-    first.write(arrow_batch(0, 10, duplicate_every=4))
-    clock.now += 1.0
-    state = first.end_epoch()  # 1 s since the last commit, the stretched interval is 2 s: deferred
-    assert not first.commits and state is not None
-    first._committer.shutdown(wait=True)  # the process dies here: the rows exist only in the epoch's state
-    second = IcebergWriter(open_catalog(settings), settings.namespace)
-    second.recover(state)
-    second.write(arrow_batch(10, 5))  # the source resumes after the epoch
-    second.close()
-    table = second.tables[TRADES]
-    rows = sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist())
-    assert rows == [o for o in range(15) if o not in (4, 8)]
-    assert summed_property(table, "k2.messages") == {"market.trades/0": 15}
-    assert summed_property(table, "k2.duplicates") == {"market.trades/0": 2}
-    assert committed_offsets(table) == {"market.trades/0": 15}
+    w.write(arrow_batch(0, 10))  # a writer's first rows commit at once
+    w.commit()
+    clock.now += 1.5
+    w.write(arrow_batch(10, 10))  # 1.5 s later: inside the stretched interval (2 s), no timed commit
+    assert not w._inflight and len(w.commits) == 1
+    state = w.end_epoch()  # the epoch ends: the trades are handed over all the same
+    w.close()
+    assert state is not None and [name for name, *_ in state.commits] == [TRADES]
+    assert not state.buffered  # nothing of the data tables is left to ride in the next snapshots
+    assert committed_offsets(w.tables[TRADES]) == {"market.trades/0": 20}
 
 
 def test_the_stretched_interval_over_the_epoch_commits(settings):

@@ -102,8 +102,7 @@ def _held_writer(settings, gate, crash: bool):
 def test_an_epoch_ends_without_waiting_and_its_state_commits_what_was_lost(settings):
     gate = threading.Event()
     first = _held_writer(settings, gate, crash=True)
-    first.write(arrow_batch(0, 10, duplicate_every=4))
-    first.commit(wait=False)  # what Bytewax's snapshot does: hand over, do not wait
+    first.write(arrow_batch(0, 10, duplicate_every=4))  # a writer's first rows are handed over at once, unwaited
     state = first.pending_state()
     assert state is not None
     gate.set()
@@ -124,8 +123,7 @@ def test_an_epoch_ends_without_waiting_and_its_state_commits_what_was_lost(setti
 def test_a_recovered_state_never_commits_twice(settings):
     gate = threading.Event()
     first = _held_writer(settings, gate, crash=False)
-    first.write(arrow_batch(0, 10))
-    first.commit(wait=False)
+    first.write(arrow_batch(0, 10))  # handed over at once, unwaited
     state = first.pending_state()
     gate.set()
     first.close()  # the commit did land before the "crash"
@@ -181,3 +179,22 @@ def test_side_rows_ride_in_the_epoch_state_and_land_once(settings, side_committe
     assert dead == [1]
     assert sorted(trades) == [0, 2, 3, 4, 5]
     assert committed_offsets(second.tables[DEAD_LETTERS]) == {"market.trades/0": 6}
+
+
+def test_a_resend_below_the_data_seam_still_lands_its_dead_letters(settings):
+    """The crash the kill test saw: trades committed up to 6 while their dead letter was only buffered (side tables
+    lag), then the process died and resumed from an older recovery state; the re-sent batch lies wholly below the
+    trades' seam, yet its dead letter is in no table and must land now."""
+    first = writer(settings, commit_interval_seconds=3600)
+    first.write(_batch_with_dead_letter(0, 6))
+    first.commit(side_tables=False)  # trades reach 6; the dead letter at offset 1 stays buffered
+    first._committer.shutdown(wait=True)  # killed: the buffer is gone
+    second = writer(settings)
+    assert second.seams[TRADES] == {"market.trades/0": 6} and second.seams[DEAD_LETTERS] == {}
+    second.write(_batch_with_dead_letter(0, 6))
+    second.close()
+    dead = read_table(second.tables[DEAD_LETTERS], ["source_offset"])["source_offset"].to_pylist()
+    trades = read_table(second.tables[TRADES], ["source_offset"])["source_offset"].to_pylist()
+    assert dead == [1]
+    assert sorted(trades) == [0, 2, 3, 4, 5]
+    assert summed_property(second.tables[TRADES], "k2.messages") == {"market.trades/0": 6}
