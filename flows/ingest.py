@@ -26,6 +26,7 @@ from k2.metrics import serve_metrics
 from k2.sink import COMMITTER, IcebergSink, start_offsets
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
 from k2.steps import dedupe, observe, sequence_check, tune_process
+from k2.stopping import install_stop_handlers
 from k2.validate import Rules, validate_batch
 
 
@@ -91,6 +92,7 @@ def default_dead_letter_sink(settings: Settings) -> Sink | None:
 def _flow_from_environment() -> Dataflow:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
+    install_stop_handlers(settings.stop_timeout_seconds)  # SIGTERM / Ctrl-C drain the flow and commit (k2.stopping)
     tracing.configure_tracing(settings)  # off unless K2_OTLP_ENDPOINT or K2_TRACE_FILE (k2.tracing)
     serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
     tune_process()

@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # k2.recovery: 10 s gave +30-60% msg/s) but the soak's RSS crept with 10 s in CI (unexplained): 1 by default.
     snapshot_seconds: int = 1
     commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
+    # SIGTERM / Ctrl-C: the sources end and the sinks commit what they hold (k2.stopping); a drain longer than this
+    # (a store that is down) ends the process at once, as a crash would: exact all the same, resumed later.
+    stop_timeout_seconds: float = 30.0
     seam_heartbeat_seconds: float = 30.0  # an idle table still records the positions it has covered this often
     # A failed commit is retried with the same data (circuit breaker): after this many failures in a row the
     # breaker opens and retries back off up to the maximum; 0 = wait for as long as the outage lasts, else exit
@@ -132,6 +135,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 problems.append(f"{env_name(name)} must be positive")
         for name in (
             "epoch_seconds",
+            "stop_timeout_seconds",
             "dedupe_horizon_seconds",
             "session_gap_seconds",
             "seam_heartbeat_seconds",

@@ -9,9 +9,9 @@ every signal has stayed below `exit_ratio` of the current level's entry threshol
 
 What each level does (see `Level`): bigger batches and longer commit intervals (fewer, larger commits amortise the
 fixed cost of a commit; the interval spaces timed commits inside an epoch, while every epoch end still commits, so
-no backlog rides in the recovery state), then low-priority topics paused (quotes before trades), then every topic paused while
-the store catches up. Paused topics are simply not polled: Kafka keeps the messages and the flow reads them later,
-so nothing is lost and ordering per partition holds.
+no backlog rides in the recovery state), then low-priority topics paused (quotes before trades), then every topic
+paused while the store catches up. Paused topics are simply not polled: Kafka keeps the messages and the flow reads
+them later, so nothing is lost and ordering per partition holds.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from k2.batch import RawBatch, position_key, tick
 from k2.degrade import DegradationManager
 from k2.metrics import CONSUMER_LAG, DLQ_MESSAGES
 from k2.schemas import DeadLetter
+from k2.stopping import stop_requested
 
 log = logging.getLogger(__name__)
 IDLE_POLL = timedelta(milliseconds=5)
@@ -207,8 +208,8 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
     def next_batch(self) -> list[RawBatch]:
-        if self._end is not None and self._next >= self._end:
-            raise StopIteration
+        if (self._end is not None and self._next >= self._end) or stop_requested():
+            raise StopIteration  # the end of a bounded read, or a clean stop (k2.stopping): the sinks then commit
         batch_size = self.batch_size
         if self._degradation is not None:
             self._degradation.maybe_update()

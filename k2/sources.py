@@ -16,6 +16,7 @@ from k2.batch import RawBatch
 from k2.config import Settings
 from k2.feed import FeedConfig, SyntheticFeed, feed_batches
 from k2.schemas import Kind
+from k2.stopping import stop_requested
 
 
 def kind_for_topic(topic: str, settings: Settings) -> Kind | None:
@@ -39,6 +40,8 @@ class _IteratorPartition(StatefulSourcePartition[RawBatch, int]):
         self._batches = itertools.islice(batches, self._emitted, None)
 
     def next_batch(self) -> list[RawBatch]:
+        if stop_requested():
+            raise StopIteration  # a clean stop (k2.stopping): the sinks then commit what they hold
         batch = next(self._batches)  # StopIteration ends the partition
         self._emitted += 1
         return [batch]
