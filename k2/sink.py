@@ -28,6 +28,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.metadata import TableMetadata
 
+from k2 import tracing
 from k2.batch import position_key
 from k2.breaker import BreakerState, CircuitBreaker
 from k2.catalog import (
@@ -152,7 +153,8 @@ class IcebergWriter:
         if self._failure is not None:
             self._join()
         if batch.source_offsets:
-            self._buffer(batch)
+            with tracing.batch_span("buffer", batch):
+                self._buffer(batch)
         # Commit on size or time as well as at every Bytewax epoch: the cadence then holds whatever epoch
         # interval the runner was given, and correctness never depends on it (the seams filter re-sent rows).
         now = self._clock()
@@ -243,8 +245,13 @@ class IcebergWriter:
         without bound while the committed position stood still, and each restart started further behind.
         """
         self._epoch_ends = [*self._epoch_ends[-1:], self._clock()]
-        self.commit(side_tables=False, wait=False)
-        return self.pending_state()
+        with tracing.span("snapshot") as traced:
+            self.commit(side_tables=False, wait=False)
+            state = self.pending_state()
+            if traced and state is not None:
+                traced.set("pending_commits", len(state.commits))
+                traced.set("pending_side_tables", len(state.buffered))
+        return state
 
     def _epoch_end_near(self, now: float) -> bool:
         """True shortly before the next epoch end is due: its commit is about to come, and a timed commit just
@@ -290,8 +297,12 @@ class IcebergWriter:
             current = self.seams[name]
             if all(current.get(key, 0) >= offset for key, offset in seam.items()):
                 continue
+            log.info(
+                "recovering a commit of %s that Iceberg does not hold", name, extra={"table": name, "offsets": seam}
+            )
             table = pa.ipc.open_stream(data).read_all()
-            self.commits.append(self._commit_table(name, [table], seam, {k: tuple(c) for k, c in counts.items()}))
+            counted = {k: (c[0], c[1]) for k, c in counts.items()}
+            self.commits.append(self._commit_table(name, [table], seam, counted, step="recovery"))
             self.seams[name] = seam
         for name, data in pending.side_rows:
             table, seam = pa.ipc.open_stream(data).read_all(), self.seams[name]
@@ -369,7 +380,12 @@ class IcebergWriter:
                 log.warning("maintenance of %s failed: %s", name, exc, extra={"table": name, "error": repr(exc)})
 
     def _commit_table(
-        self, name: str, parts: list[pa.Table], seam: dict[str, int], counts: dict[str, tuple[int, int]]
+        self,
+        name: str,
+        parts: list[pa.Table],
+        seam: dict[str, int],
+        counts: dict[str, tuple[int, int]],
+        step: str = "commit",
     ) -> CommitResult:
         started = time.perf_counter()
         if not parts:
@@ -399,7 +415,10 @@ class IcebergWriter:
             table = self.tables[name] = self.tables[name].refresh()
             return _snapshot_with(table, commit_id)
 
-        snapshot_id = self.breaker.run(attempt, before_retry=landed_anyway)
+        with tracing.span(step, table=name, rows=data.num_rows) as traced:
+            snapshot_id = self.breaker.run(attempt, before_retry=landed_anyway)
+            traced.set("snapshot_id", snapshot_id)
+            traced.set("offsets", seam)
         seconds = time.perf_counter() - started
         COMMIT_SECONDS.labels(name).observe(seconds)
         if self.degradation is not None:
