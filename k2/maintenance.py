@@ -314,9 +314,7 @@ def _manifest_count(table: Table) -> int:
 def snapshots_to_expire(metadata: TableMetadata, policy: MaintenancePolicy, now_ms: int) -> list[int]:
     """The ids the policy lets go, oldest first (never the seam-bearing ancestors of a kept snapshot)."""
     snapshots = sorted(metadata.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
-    keep: set[int] = (
-        {s.snapshot_id for s in snapshots[len(snapshots) - policy.retain_last :]} if policy.retain_last else set()
-    )
+    keep: set[int] = {s.snapshot_id for s in snapshots[-policy.retain_last :]} if policy.retain_last else set()
     if policy.max_snapshot_age_seconds is not None:
         horizon = now_ms - policy.max_snapshot_age_seconds * 1000
         keep |= {s.snapshot_id for s in snapshots if s.timestamp_ms >= horizon}
