@@ -21,18 +21,14 @@ import shutil
 import signal
 import subprocess
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from k2.config import Settings, load_settings
-from k2.reconcile import reconcile
+from k2.config import load_settings
 from k2.recovery import ensure_recovery_store, flow_command
-from tests.fixtures.flow import read_landed
-from tests.fixtures.foreign_feed import Expected, ForeignFeed, Position, read_dead_letter_topic
-from tests.fixtures.traces import explain, read_spans
+from tests.fixtures.foreign_feed import ForeignFeed, assert_exact
 
 ROOT = Path(__file__).resolve().parents[2]
 MID_WORK_KILLS = 10
@@ -192,55 +188,3 @@ def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_
     assert between >= 2, f"only {between} kills fell between a snapshot and its commit: {kills}"
     assert any(k.commits == 0 and k.buffered for k in kills), f"no kill before a first commit: {kills}"
     assert any(k.during_recovery for k in kills), f"no kill during a recovery: {kills}"
-
-
-def assert_exact(settings: Settings, expected: Expected, bootstrap: str, dlq: str, trace: Path) -> None:
-    """Every table against the feed's own delivery reports; on a failure, the traced path of the first bad message."""
-    landed = read_landed(settings)
-    problems: list[tuple[str, Position]] = []
-    for name in ("trades", "quotes"):
-        table = landed.tables[name]
-        columns = ("source_topic", "source_partition", "source_offset")
-        found = Counter(zip(*(table[c].to_pylist() for c in columns), strict=True))
-        problems += [(f"{name}: repeated", p) for p, n in found.items() if n > 1]
-        problems += [(f"{name}: lost", p) for p in sorted(expected.rows[name] - set(found))]
-        problems += [(f"{name}: not a valid message", p) for p in sorted(set(found) - expected.rows[name])]
-    dead = landed.tables["dead_letters"]
-    reasons = {}
-    found = Counter()
-    for row in dead.select(["source_topic", "source_partition", "source_offset", "reason"]).to_pylist():
-        position = (row["source_topic"], row["source_partition"], row["source_offset"])
-        found[position] += 1
-        reasons[position] = row["reason"]
-    problems += [("dead letter repeated", p) for p, n in found.items() if n > 1]
-    problems += [("dead letter lost", p) for p in sorted(set(expected.dead_letters) - set(found))]
-    problems += [("dead letter of a valid message", p) for p in sorted(set(found) - set(expected.dead_letters))]
-    problems += [
-        (f"dead letter reason {reasons[p]!r}, expected {why!r}", p)
-        for p, why in expected.dead_letters.items()
-        if p in reasons and not reasons[p].startswith(why)
-    ]
-    in_topic = read_dead_letter_topic(bootstrap, dlq)
-    problems += [
-        ("dead letter missing from the DLQ topic", p) for p in sorted(set(expected.dead_letters) - set(in_topic))
-    ]
-    if problems:
-        what, (topic, partition, offset) = problems[0]
-        pytest.fail(
-            f"{len(problems)} problems, first: {what} at {topic}/{partition}@{offset}\n"
-            + explain(read_spans(trace), topic, partition, offset)
-        )
-
-    gaps = landed.tables["sequence_gaps"]
-    columns = ("kind", "exchange", "symbol", "expected_sequence", "received_sequence")
-    found_gaps = Counter(
-        tuple(row[c] for c in columns) for row in gaps.select(["event", *columns]).to_pylist() if row["event"] == "gap"
-    )
-    assert found_gaps == expected.gaps, (
-        f"gap events lost: {sorted((expected.gaps - found_gaps).items())[:5]}, "
-        f"repeated or extra: {sorted((found_gaps - expected.gaps).items())[:5]}"
-    )
-    assert landed.duplicates == dict(expected.duplicates), "redeliveries counted wrong"
-    assert landed.messages == dict(expected.messages), "messages counted wrong"
-    for report in reconcile(settings):
-        assert report.balanced, report
