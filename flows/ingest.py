@@ -8,6 +8,7 @@ leaves logging alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import bytewax.operators as op
@@ -20,9 +21,10 @@ from k2.batch import IngestBatch, RawBatch
 from k2.columnar import to_arrow
 from k2.config import Settings, load_settings
 from k2.degrade import DegradationManager, degradation_from_settings
-from k2.kafka import DeadLetterTopicSink, KafkaSource, ensure_topics
+from k2.kafka import DeadLetterPublisher, KafkaSource, ensure_topics
 from k2.logs import configure_logging
 from k2.metrics import serve_metrics
+from k2.schemas import DeadLetter
 from k2.sink import COMMITTER, IcebergSink, start_offsets
 from k2.sources import FileSource, SyntheticSource, kind_for_topic
 from k2.steps import dedupe, observe, sequence_check, tune_process
@@ -35,7 +37,7 @@ def build_flow(
     settings: Settings,
     *,
     iceberg_sink: Sink | None = None,
-    dead_letter_sink: Sink | None = None,
+    publish_dead_letters: Callable[[list[DeadLetter]], None] | None = None,
     sequence_event_sink: Sink | None = None,
 ) -> Dataflow:
     flow = Dataflow("k2_ingest")
@@ -45,9 +47,11 @@ def build_flow(
     checked = op.stateful("sequence_check", by_partition, sequence_check(settings))
     clean = op.stateful("dedupe", checked, dedupe(settings))
     op.inspect("observe", clean, observe)
-    if dead_letter_sink is not None:
-        dead_letters = op.flat_map("dead_letters", clean, lambda keyed: keyed[1].dead_letters)
-        op.output("dead_letter_out", dead_letters, dead_letter_sink)
+    if publish_dead_letters is not None:
+        # On the path to Iceberg, not beside it: a batch's dead letters are confirmed in the DLQ topic before its
+        # rows can be committed, so no seam (from which a restart without recovery state resumes) ever passes a
+        # dead letter the topic lacks.
+        clean = op.map("publish_dead_letters", clean, partial(_publish_dead_letters, publish=publish_dead_letters))
     if sequence_event_sink is not None:
         events = op.flat_map("sequence_events", clean, lambda keyed: keyed[1].sequence_events)
         op.output("sequence_event_out", events, sequence_event_sink)
@@ -83,9 +87,17 @@ def default_source(settings: Settings, degradation: DegradationManager | None = 
     return SyntheticSource.from_settings(settings)
 
 
-def default_dead_letter_sink(settings: Settings) -> Sink | None:
+def _publish_dead_letters(
+    keyed: tuple[str, IngestBatch], publish: Callable[[list[DeadLetter]], None]
+) -> tuple[str, IngestBatch]:
+    if keyed[1].dead_letters:
+        publish(keyed[1].dead_letters)
+    return keyed
+
+
+def default_dead_letter_publisher(settings: Settings) -> Callable[[list[DeadLetter]], None] | None:
     if settings.source == "kafka":
-        return DeadLetterTopicSink(settings.kafka_bootstrap, settings.dlq_topic)
+        return DeadLetterPublisher(settings.kafka_bootstrap, settings.dlq_topic)
     return None
 
 
@@ -101,7 +113,7 @@ def _flow_from_environment() -> Dataflow:
         default_source(settings, degradation),
         settings,
         iceberg_sink=IcebergSink.from_settings(settings, degradation),
-        dead_letter_sink=default_dead_letter_sink(settings),
+        publish_dead_letters=default_dead_letter_publisher(settings),
     )
 
 

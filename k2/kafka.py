@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -326,12 +325,20 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         )
 
 
-class _DeadLetterWriter(StatelessSinkPartition[DeadLetter]):
-    def __init__(self, producer: CheckedProducer, topic: str):
-        self.producer, self.topic = producer, topic
+class DeadLetterPublisher:
+    """Dead letters to the DLQ topic with reason and source position in headers; returns once every delivery is
+    confirmed (raises `DeliveryError` otherwise, and the flow stops rather than commit past them).
 
-    def write_batch(self, items: list[DeadLetter]) -> None:
-        for dead in items:
+    At least once: a restart may send a dead letter again (the `dead_letters` table is the exactly-once record).
+    One per process; the producer is thread-safe, so `-w 2` workers share it.
+    """
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self.producer = CheckedProducer(make_producer(bootstrap))
+
+    def __call__(self, dead_letters: list[DeadLetter]) -> None:
+        for dead in dead_letters:
             headers = [
                 ("k2.reason", dead.reason.encode()),
                 ("k2.source.topic", dead.source_topic.encode()),
@@ -340,26 +347,10 @@ class _DeadLetterWriter(StatelessSinkPartition[DeadLetter]):
                 ("k2.detail", dead.detail.encode()[:1_000]),
             ]
             self.producer.produce(self.topic, dead.raw, instrument_key(dead.raw), headers)
-        if items:
+        if dead_letters:
             try:
-                self.producer.flush()  # delivery confirmed before the batch counts as written
+                self.producer.flush()
             except DeliveryError:
-                DLQ_MESSAGES.labels("failed").inc(len(items))
+                DLQ_MESSAGES.labels("failed").inc(len(dead_letters))
                 raise
-            DLQ_MESSAGES.labels("delivered").inc(len(items))
-
-    def close(self) -> None:
-        self.producer.flush()
-
-
-class DeadLetterTopicSink(DynamicSink[DeadLetter]):
-    """Dead letters to the DLQ topic with reason and source position in headers; every delivery is confirmed.
-
-    At least once: a restart may send a dead letter again (the `dead_letters` table is the exactly-once record).
-    """
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.bootstrap, self.topic = bootstrap, topic
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterWriter:
-        return _DeadLetterWriter(CheckedProducer(make_producer(self.bootstrap)), self.topic)
+            DLQ_MESSAGES.labels("delivered").inc(len(dead_letters))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 
-from flows.ingest import build_flow, default_dead_letter_sink, default_source
+from flows.ingest import build_flow, default_dead_letter_publisher, default_source
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import partitions_of, publish, watermarks
@@ -41,7 +41,9 @@ def produce_feed(settings, feed: SyntheticFeed) -> None:
 
 
 def run_flow(settings) -> None:
-    run_main(build_flow(default_source(settings), settings, dead_letter_sink=default_dead_letter_sink(settings)))
+    run_main(
+        build_flow(default_source(settings), settings, publish_dead_letters=default_dead_letter_publisher(settings))
+    )
 
 
 def read_topic(bootstrap: str, topic: str) -> list:

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import REGISTRY
 
-from k2.kafka import DeadLetterTopicSink, KafkaSource, partitions_of, publish, watermarks
+from k2.kafka import DeadLetterPublisher, KafkaSource, partitions_of, publish, watermarks
 from k2.schemas import DeadLetter
 
 
@@ -62,8 +62,7 @@ def test_dead_letters_delivered_to_the_dlq_topic_are_counted(kafka_bootstrap, ka
         )
         for offset in range(3)
     ]
-    writer = DeadLetterTopicSink(kafka_bootstrap, topic).build("dlq", 0, 1)
-    writer.write_batch(letters)
-    writer.write_batch([])
-    writer.close()
+    publish = DeadLetterPublisher(kafka_bootstrap, topic)
+    publish(letters)
+    publish([])
     assert REGISTRY.get_sample_value("k2_kafka_dlq_messages_total", {"outcome": "delivered"}) - before == 3

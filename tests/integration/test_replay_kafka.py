@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from bytewax.testing import run_main
 
-from flows.ingest import build_flow, default_dead_letter_sink, default_source
+from flows.ingest import build_flow, default_dead_letter_publisher, default_source
 from k2 import cli
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
@@ -42,7 +42,9 @@ def settings_for(tmp_path, bootstrap, namespace, trades, quotes, dlq):
 
 
 def run_flow(settings) -> None:
-    run_main(build_flow(default_source(settings), settings, dead_letter_sink=default_dead_letter_sink(settings)))
+    run_main(
+        build_flow(default_source(settings), settings, publish_dead_letters=default_dead_letter_publisher(settings))
+    )
 
 
 def business_rows(table, columns) -> list[bytes]:
