@@ -24,6 +24,15 @@ PAIRED = {
     "s": ("latency_produce", "Produce -> queryable vs produce -> committed (s)", False),
     "MB": ("memory", "Peak RSS (MB)", False),
 }
+# A benchmark whose figures of one unit get a chart of their own, kept out of that unit's chart above:
+# (source file, unit) -> (file name, title, log scale).
+OWN = {
+    ("first_commit.json", "s"): (
+        "restart_first_commit",
+        "Restart: process start -> first read / first commit vs the same run's `import flows.ingest` (s)",
+        False,
+    ),
+}
 
 
 def draw(figures: list[Figure], directory: Path) -> dict[str, Path]:
@@ -34,7 +43,11 @@ def draw(figures: list[Figure], directory: Path) -> dict[str, Path]:
     if ratios:
         written["ratios"] = _ratios(ratios, directory / "ratios.png")
     for unit, (name, title, log) in PAIRED.items():
-        chosen = [f for f in figures if f.unit == unit]
+        chosen = [f for f in figures if f.unit == unit and (f.source, unit) not in OWN]
+        if chosen:
+            written[name] = _paired(chosen, title, unit, log, directory / f"{name}.png")
+    for (source, unit), (name, title, log) in OWN.items():
+        chosen = [f for f in figures if f.source == source and f.unit == unit]
         if chosen:
             written[name] = _paired(chosen, title, unit, log, directory / f"{name}.png")
     return written

@@ -303,6 +303,106 @@ def decoders(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure]
     return size, figures, []
 
 
+def first_commit(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """benchmarks/first_commit.py: a restarted flow's process start -> first read / first commit (a `commit` or a
+    `recovery` span) against the same run's import of flows.ingest, and whether its committed position moved."""
+    p, r, b, clean = d["parameters"], d["restarts"], d["baselines"], d["clean"]
+    size = (
+        f"{p['messages']:,}-message backlog, {p['partitions']} partitions per topic, {p['restarts']} restarts + 1 "
+        f"clean start, epoch {p['epoch_seconds']:g} s, snapshots {p['snapshot_seconds']:g} s, SIGKILL 1-2 s after the "
+        "first commit"
+    )
+    imports, python = b["import_flows_ingest"], b["python_start"]
+    first = r["start_to_first_commit"]
+    figures = [
+        Figure(
+            f"{stem}.{name}_{pct}",
+            file,
+            f"Restart: process start -> {what} vs `import flows.ingest`, {pct}",
+            "s",
+            r[key][f"{pct}_s"],
+            label,
+            imports[f"{pct}_s"],
+            "import flows.ingest",
+            lower_is_better=True,
+        )
+        for name, key, what, label in (
+            ("first_commit", "start_to_first_commit", "first commit (a commit or recovery span)", "first commit"),
+            ("first_plain_commit", "start_to_first_plain_commit", "first `commit` span", "first commit span"),
+            ("first_recovery_commit", "start_to_first_recovery_commit", "first `recovery` span", "first recovery"),
+            ("first_read", "start_to_first_read", "first read", "first read"),
+        )
+        if r[key] is not None
+        for pct in ("p50", "p95", "max")
+        if name in ("first_commit", "first_read") or pct == "p50"
+    ]
+    epoch = p["epoch_seconds"]
+    figures += [
+        Figure(
+            f"{stem}.read_to_commit_p50",
+            file,
+            "Restart: first read -> first commit vs the commit interval (K2_EPOCH_SECONDS), p50",
+            "s",
+            r["first_read_to_first_commit"]["p50_s"],
+            "first read -> first commit",
+            epoch,
+            "commit interval",
+            lower_is_better=True,
+        ),
+        Figure(
+            f"{stem}.clean_first_commit",
+            file,
+            "Clean start (no recovery state, no tables): process start -> first commit vs its `import flows.ingest`",
+            "s",
+            clean["start_to_first_commit_s"],
+            "first commit",
+            clean["import_flows_ingest_s"],
+            "import flows.ingest",
+            lower_is_better=True,
+        ),
+        Figure(
+            f"{stem}.import_vs_python_p50",
+            file,
+            "`python -c 'import flows.ingest'` vs `python -c pass`, p50",
+            "s",
+            imports["p50_s"],
+            "import flows.ingest",
+            python["p50_s"],
+            "bare interpreter",
+            lower_is_better=True,
+        ),
+        Figure(
+            f"{stem}.position_moved",
+            file,
+            f"Restarts whose committed position (trades + quotes seams) moved, of {p['restarts']}",
+            "%",
+            100 * r["position_moved_share"],
+            "moved",
+        ),
+    ]
+    targets = [
+        Target(
+            f"{stem}.first_commit_p95",
+            file,
+            "process start -> first commit <= 3 s (restarts, p95)",
+            first["p95_s"],
+            d["target"]["start_to_first_commit_p95_s_max"],
+            True,
+            "s",
+        ),
+        Target(
+            f"{stem}.position_moved",
+            file,
+            "committed position moves in >= 90% of restarts (killed 1-2 s after the first commit)",
+            100 * r["position_moved_share"],
+            90,
+            False,
+            "%",
+        ),
+    ]
+    return size, figures, targets
+
+
 def generic(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
     """A benchmark this report has no reader for (e.g. a new one): its top-level ratios, shown as recorded."""
     ratios = d.get("ratios") if isinstance(d.get("ratios"), dict) else {}
@@ -335,4 +435,5 @@ READERS: dict[str, Reader] = {
     "queryable_latency": queryable_latency,
     "commit_latency": commit_latency,
     "decoders": decoders,
+    "first_commit": first_commit,
 }

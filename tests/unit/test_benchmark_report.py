@@ -87,6 +87,44 @@ def commit_latency_report(plain_last_p95: float, maintained_last_p95: float) -> 
     }
 
 
+def first_commit_report(commits: list[float], reads: list[float], imports: list[float], moved: list[bool],
+                        recoveries: list[float | None]) -> dict[str, Any]:  # fmt: skip
+    """What benchmarks/first_commit.py writes (seconds from process start), for a clean run and the restarts."""
+
+    def summary(values: list[float | None]) -> dict[str, float] | None:
+        present = sorted(v for v in values if v is not None)
+        return {"n": len(present), "p50_s": present[(len(present) - 1) // 2], "p95_s": present[-1],
+                "max_s": present[-1]} if present else None  # fmt: skip
+
+    restarts = [
+        {"start_to_first_commit_s": c, "start_to_first_read_s": r, "import_flows_ingest_s": i, "moved": m}
+        for c, r, i, m in zip(commits, reads, imports, moved, strict=True)
+    ]
+    clean = {"start_to_first_commit_s": 6.0, "start_to_first_read_s": 5.0, "import_flows_ingest_s": 2.0}
+    return {
+        "benchmark": "first_commit",
+        "parameters": {
+            "messages": 20_000,
+            "restarts": len(commits),
+            "partitions": 4,
+            "epoch_seconds": 1.0,
+            "snapshot_seconds": 1,
+        },
+        "restarts": {
+            "start_to_first_commit": summary(commits),
+            "start_to_first_read": summary(reads),
+            "first_read_to_first_commit": summary([c - r for c, r in zip(commits, reads, strict=True)]),
+            "start_to_first_plain_commit": summary(commits),
+            "start_to_first_recovery_commit": summary(recoveries),
+            "position_moved_share": sum(moved) / len(moved),
+        },
+        "clean": clean,
+        "baselines": {"python_start": summary([0.02] * len(commits)), "import_flows_ingest": summary(imports)},
+        "target": {"start_to_first_commit_p95_s_max": 3.0},
+        "runs": [clean, *restarts],
+    }
+
+
 def write_run(directory: Path, reports: dict[str, dict[str, Any]]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in reports.items():
@@ -233,3 +271,39 @@ def test_broken_runs_exit_non_zero(tmp_path: Path) -> None:
     good = write_run(tmp_path / "good", {"ingest": ingest_report(200_000, 100_000, 0.5)})
     assert build(good, tmp_path / "out", "none", "--expect", "ingest")[0] == 0
     assert build(good, tmp_path / "out", "none", "--expect", "ingest,replay")[0] == 2  # replay did not report
+
+
+def test_first_commit_figures_targets_and_its_own_chart(tmp_path: Path) -> None:
+    """Restart -> first commit against the same run's import of flows.ingest; the target on the restarts' p95."""
+    run = write_run(
+        tmp_path / "run",
+        {
+            "first_commit": first_commit_report(
+                [2.0, 2.5, 3.5], [1.5, 1.8, 2.6], [1.0, 1.2, 1.4], [True, True, False], [None, None, None]
+            )
+        },
+    )
+
+    code, report = build(run, tmp_path / "out")
+
+    assert code == 0
+    figures = figures_of(report)
+    assert figures["first_commit.first_commit_p50"]["ratio"] == pytest.approx(2.5 / 1.2)
+    assert figures["first_commit.first_commit_p95"]["value"] == 3.5
+    assert figures["first_commit.read_to_commit_p50"]["ratio"] == pytest.approx(0.7)  # vs a 1 s commit interval
+    assert figures["first_commit.clean_first_commit"]["ratio"] == pytest.approx(3.0)
+    assert figures["first_commit.import_vs_python_p50"]["ratio"] == pytest.approx(1.2 / 0.02)
+    assert figures["first_commit.position_moved"]["value"] == pytest.approx(200 / 3)
+    assert "first_commit.first_recovery_commit_p50" not in figures  # no restart committed a recovery state
+    targets = {t["id"]: t for t in report["targets"]}
+    assert not targets["first_commit.first_commit_p95"]["met"]  # 3.5 s > 3 s
+    assert not targets["first_commit.position_moved"]["met"]  # 2 of 3 < 90%
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| process start -> first commit <= 3 s (restarts, p95) | 3.50 s | **no** | first_commit.json |" in markdown
+    assert "### first_commit.json" in markdown
+    assert {p.stem for p in (tmp_path / "out" / "charts").glob("*.png")} == {"ratios", "restart_first_commit"}
+
+    fast = first_commit_report([1.5, 2.0], [1.0, 1.2], [0.9, 1.0], [True, True], [1.4, None])
+    code, report = build(write_run(tmp_path / "fast", {"first_commit": fast}), tmp_path / "out")
+    assert code == 0 and all(t["met"] for t in report["targets"])
+    assert figures_of(report)["first_commit.first_recovery_commit_p50"]["value"] == 1.4
