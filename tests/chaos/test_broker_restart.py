@@ -60,7 +60,7 @@ def test_broker_restart_mid_run(tmp_path):
         log = open(log_path, "ab")  # noqa: SIM115 - closed below
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 60
-        while not any(s.name == "commit" for s in read_spans(env["K2_TRACE_FILE"])):
+        while not any(s.name == "commit" and s.get("table") == "trades" for s in read_spans(env["K2_TRACE_FILE"])):
             assert process.poll() is None and time.monotonic() < deadline, "the flow never committed"
             time.sleep(0.02)
         broker.stop()

@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -32,9 +33,12 @@ from tests.fixtures.foreign_feed import ForeignFeed, assert_exact
 
 ROOT = Path(__file__).resolve().parents[2]
 MID_WORK_KILLS = 10
-# What each run waits for before its kill, in turn (see `wait_for` for kills during recovery).
-PLAN = ("buffered", "snapshot", "committed", "buffered", "snapshot", "committed")
-RECOVERY_KILL_SHARE = 0.7
+# What each run waits for before its kill, in turn (see `wait_for` for kills during recovery). "held": the catalog
+# is locked until a commit is stuck and an epoch's state holding it is stored; the next run must then commit it again
+# from that state, and is killed while it does (a kill during recovery every time, not by chance).
+PLAN = ("buffered", "snapshot", "committed", "held", "buffered", "snapshot", "committed")
+RECOVERY_KILL_SHARE = 0.3
+MAX_KILLS = 30
 EVIDENCE_TIMEOUT = 30.0
 
 
@@ -54,8 +58,10 @@ class Run:
     process: subprocess.Popen
     trace: Path
     log: Path
+    catalog: Path
     offset: int = 0
     spans: list[dict] = field(default_factory=list)
+    locked: sqlite3.Connection | None = None  # the catalog's write lock, while a "held" kill holds it
 
     def poll_spans(self) -> list[dict]:
         """This process's spans finished since the last call (whole lines only)."""
@@ -85,7 +91,7 @@ def start(env: dict[str, str], recovery: Path, tmp_path: Path, number: int, work
     log = tmp_path / f"flow-{number}.log"
     with open(log, "wb") as stderr:  # a file: an unread pipe that fills up would block the flow
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    return Run(process, Path(env["K2_TRACE_FILE"]), log)
+    return Run(process, Path(env["K2_TRACE_FILE"]), log, Path(env["K2_DATA_DIR"]) / "catalog.db")
 
 
 def wait_for(run: Run, target: str, rng: random.Random) -> bool:
@@ -98,12 +104,12 @@ def wait_for(run: Run, target: str, rng: random.Random) -> bool:
     while time.monotonic() < deadline:
         if run.process.poll() is not None:
             return False
-        if kill_in_recovery and run.logged("recovering a commit"):
+        if (kill_in_recovery or target == "recovery") and run.logged("recovering a commit"):
             run.poll_spans()
             if not any(span["name"] == "recovery" for span in run.spans):
                 return True
         for span in run.poll_spans():
-            if target == "buffered" and span["name"] == "buffer":
+            if target in ("buffered", "recovery") and span["name"] == "buffer":  # no recovery came: a plain kill
                 time.sleep(rng.uniform(0, 0.3))
                 return True
             if target == "snapshot" and span["name"] == "snapshot" and _attr(span, "pending_commits", 0) > 0:
@@ -111,6 +117,8 @@ def wait_for(run: Run, target: str, rng: random.Random) -> bool:
                 # from the last stored epoch; the commit left in flight takes a hundred ms or more.
                 time.sleep(rng.uniform(0.02, 0.06))
                 return True
+            if target == "held" and span["name"] == "commit" and _attr(span, "table") == "trades":
+                return hold_a_commit(run)
             if target == "committed" and span["name"] == "commit":
                 time.sleep(rng.uniform(0, 0.6))
                 return True
@@ -118,6 +126,27 @@ def wait_for(run: Run, target: str, rng: random.Random) -> bool:
     raise AssertionError(
         f"no evidence for a {target!r} kill within {EVIDENCE_TIMEOUT} s: {run.log.read_text()[-2000:]}"
     )
+
+
+def hold_a_commit(run: Run) -> bool:
+    """Lock the catalog (as another writer holding SQLite's write lock would) until the flow's commit is stuck and an
+    epoch's state holding it has been stored; the caller kills the flow, then `release_catalog` lets it go."""
+    catalog = sqlite3.connect(run.catalog, isolation_level=None, timeout=30)
+    catalog.execute("BEGIN EXCLUSIVE")
+    run.locked = catalog
+    deadline = time.monotonic() + EVIDENCE_TIMEOUT
+    while time.monotonic() < deadline and run.process.poll() is None:
+        if run.logged("database is locked"):  # a commit is stuck; the next epoch end waits for it
+            time.sleep(1.5)  # so the epoch state stored last is the one that handed that commit over
+            return True
+        time.sleep(0.01)
+    raise AssertionError(f"no commit got stuck behind the locked catalog: {run.log.read_text()[-2000:]}")
+
+
+def release_catalog(run: Run) -> None:
+    if run.locked is not None:
+        run.locked.execute("COMMIT")
+        run.locked.close()
 
 
 def classify(run: Run, target: str) -> Kill:
@@ -143,7 +172,7 @@ def classify(run: Run, target: str) -> Kill:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_bootstrap, kafka_topic, workers):
     trades, quotes, dlq = kafka_topic(3, prefix="trades"), kafka_topic(3, prefix="quotes"), kafka_topic(1, prefix="dlq")
-    expected = ForeignFeed(messages=600_000 if workers == 1 else 450_000).produce(kafka_bootstrap, trades, quotes)
+    expected = ForeignFeed(messages=900_000).produce(kafka_bootstrap, trades, quotes)
     env = {
         **os.environ,
         "K2_SOURCE": "kafka",
@@ -160,14 +189,17 @@ def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_
     recovery = tmp_path / "recovery"
     kills: list[Kill] = []
     plan = iter(PLAN * 10)
-    while sum(k.buffered for k in kills) < MID_WORK_KILLS:
+    while sum(k.buffered for k in kills) < MID_WORK_KILLS or not any(k.during_recovery for k in kills):
+        assert len(kills) < MAX_KILLS, f"no kill during a recovery in {len(kills)} kills: {kills}"
         if len(kills) == 3 and workers == 1:
             shutil.rmtree(recovery, ignore_errors=True)  # once: no recovery state at all
-        target = next(plan)
+        held = kills and kills[-1].target == "held" and kills[-1].between_snapshot_and_commit
+        target = "recovery" if held else next(plan)
         run = start(env, recovery, tmp_path, len(kills), workers)
         reached = wait_for(run, target, rng)
         run.process.send_signal(signal.SIGKILL)
         run.process.wait()
+        release_catalog(run)
         assert reached, f"the flow finished after {len(kills)} kills: make the feed larger"
         kills.append(classify(run, target))
 
@@ -187,4 +219,4 @@ def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_
     between = sum(k.between_snapshot_and_commit for k in kills)
     assert between >= 2, f"only {between} kills fell between a snapshot and its commit: {kills}"
     assert any(k.commits == 0 and k.buffered for k in kills), f"no kill before a first commit: {kills}"
-    assert any(k.during_recovery for k in kills), f"no kill during a recovery: {kills}"
+    assert any(k.between_snapshot_and_commit and k.target == "held" for k in kills), f"no held commit: {kills}"
