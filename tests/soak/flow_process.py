@@ -83,8 +83,8 @@ def flow_log_tail(workdir: Path) -> str:
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C, as an operator would; killed if it does not end in time. Bytewax then ends without closing the
-    sinks: what the side tables still buffer stays in the recovery state (`finish_bounded` commits it)."""
+    """Ctrl-C, as an operator would (the flow drains and commits what it holds, k2.stopping); killed if it does
+    not end in time."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)
