@@ -15,7 +15,6 @@ state held. Once the recovery state is deleted, so the restart must rebuild from
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
@@ -29,7 +28,7 @@ import pytest
 
 from k2.config import load_settings
 from k2.recovery import ensure_recovery_store, flow_command
-from tests.fixtures.foreign_feed import ForeignFeed, assert_exact
+from tests.fixtures.foreign_feed import ForeignFeed, assert_exact, flow_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MID_WORK_KILLS = 10
@@ -173,18 +172,7 @@ def classify(run: Run, target: str) -> Kill:
 def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_bootstrap, kafka_topic, workers):
     trades, quotes, dlq = kafka_topic(3, prefix="trades"), kafka_topic(3, prefix="quotes"), kafka_topic(1, prefix="dlq")
     expected = ForeignFeed(messages=900_000).produce(kafka_bootstrap, trades, quotes)
-    env = {
-        **os.environ,
-        "K2_SOURCE": "kafka",
-        "K2_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "K2_TRADES_TOPIC": trades,
-        "K2_QUOTES_TOPIC": quotes,
-        "K2_DLQ_TOPIC": dlq,
-        "K2_KAFKA_TAIL": "false",
-        "K2_DATA_DIR": str(tmp_path / "k2"),
-        "K2_METRICS_PORT": "0",
-        "K2_TRACE_FILE": str(tmp_path / "trace.jsonl"),
-    }
+    env = flow_env(tmp_path, kafka_bootstrap, (trades, quotes, dlq), tail=False)
     rng = random.Random(2026 + workers)
     recovery = tmp_path / "recovery"
     kills: list[Kill] = []

@@ -136,7 +136,11 @@ def test_a_locked_catalog_stalls_the_flow_which_then_finishes_exactly(kafka_topi
     data_dir = tmp_path / "k2"
     with published_feed(kafka_topic, kafka_bootstrap, 120_000) as (feed, env):
         # The busy timeout in the URI makes a locked database fail a commit in 0.2 s rather than SQLite's 5 s.
-        env |= {"K2_DATA_DIR": str(data_dir), "K2_CATALOG_URI": f"sqlite:///{data_dir / 'catalog.db'}?timeout=0.2"}
+        env |= {
+            "K2_DATA_DIR": str(data_dir),
+            "K2_CATALOG_URI": f"sqlite:///{data_dir / 'catalog.db'}?timeout=0.2",
+            "K2_BATCH_SIZE": "500",  # still reading when the lock comes: the first rows commit at once
+        }
         flow = FlowProcess(env, tmp_path / "flow.log")
         flow.wait_until("a first commit", committed_once(data_dir))
         lock = sqlite3.connect(data_dir / "catalog.db", isolation_level=None)
@@ -171,9 +175,11 @@ def test_a_full_warehouse_disk_stalls_the_flow_which_then_finishes_exactly(kafka
     data_dir = tmp_path / "k2"
     with (
         small_disk(tmp_path / "disk", 64) as disk,
-        published_feed(kafka_topic, kafka_bootstrap, 120_000) as (feed, env),
+        published_feed(kafka_topic, kafka_bootstrap, 200_000) as (feed, env),
     ):
-        env |= {"K2_DATA_DIR": str(data_dir), "K2_WAREHOUSE": (disk / "warehouse").as_uri()}
+        # Small batches: the flow commits its first rows at once and then reads fast; it must still be reading
+        # when the disk is full.
+        env |= {"K2_DATA_DIR": str(data_dir), "K2_WAREHOUSE": (disk / "warehouse").as_uri(), "K2_BATCH_SIZE": "200"}
         flow = FlowProcess(env, tmp_path / "flow.log")
         flow.wait_until("a first commit", committed_once(data_dir))
         filler = disk / "filler"

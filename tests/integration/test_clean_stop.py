@@ -8,7 +8,6 @@ committed too), and a restart then finishes the feed exactly.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -20,7 +19,7 @@ from k2.catalog import TABLE_NAMES, open_catalog
 from k2.config import load_settings
 from k2.recovery import ensure_recovery_store, flow_command
 from k2.seams import committed_offsets
-from tests.fixtures.foreign_feed import ForeignFeed, assert_exact
+from tests.fixtures.foreign_feed import ForeignFeed, assert_exact, flow_env
 from tests.fixtures.traces import read_spans
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,20 +38,9 @@ def start(env: dict[str, str], recovery: Path, log: Path) -> subprocess.Popen:
 def test_a_signal_commits_what_is_held_and_exits_promptly(tmp_path, kafka_bootstrap, kafka_topic, stop):
     trades, quotes, dlq = kafka_topic(2, prefix="trades"), kafka_topic(2, prefix="quotes"), kafka_topic(1, prefix="dlq")
     expected = ForeignFeed(messages=300_000, seed=5).produce(kafka_bootstrap, trades, quotes)
-    trace = tmp_path / "trace.jsonl"
-    env = {
-        **os.environ,
-        "K2_SOURCE": "kafka",
-        "K2_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "K2_TRADES_TOPIC": trades,
-        "K2_QUOTES_TOPIC": quotes,
-        "K2_DLQ_TOPIC": dlq,
-        "K2_KAFKA_TAIL": "true",
-        "K2_DATA_DIR": str(tmp_path / "k2"),
-        "K2_METRICS_PORT": "0",
-        "K2_TRACE_FILE": str(trace),
-        "K2_BATCH_SIZE": "1000",  # a slower read, so the signal lands well inside the feed
-    }
+    trace = tmp_path / "trace.jsonl"  # where flow_env sends the spans
+    env = flow_env(tmp_path, kafka_bootstrap, (trades, quotes, dlq), tail=True)
+    env["K2_BATCH_SIZE"] = "1000"  # a slower read, so the signal lands well inside the feed
     recovery, log = tmp_path / "recovery", tmp_path / "flow.log"
     process = start(env, recovery, log)
     deadline = time.monotonic() + 60
