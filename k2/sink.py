@@ -13,7 +13,6 @@ import gc
 import json
 import logging
 import math
-import threading
 import time
 import uuid
 from bisect import bisect_left
@@ -109,7 +108,6 @@ class IcebergWriter:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tables = ensure_tables(catalog, namespace)
-        self._catalog, self._namespace = catalog, namespace
         self.commit_max_rows = commit_max_rows
         self.commit_interval_seconds = commit_interval_seconds
         self.seam_heartbeat_seconds = seam_heartbeat_seconds
@@ -138,17 +136,11 @@ class IcebergWriter:
         self.breaker = breaker or CircuitBreaker("iceberg_commit", on_state=_export_breaker_state)
         _export_breaker_state(self.breaker.name, self.breaker.state)
         self.degradation = degradation  # stretches the commit interval under pressure; hears every commit's time
-        # Table maintenance every so many commits: without it every commit adds a snapshot and a manifest, and
-        # commits slow down as they accumulate. It runs on a thread of its own, on its own table objects: on the
-        # committer thread it stopped every commit while it ran, and once the snapshot window is full an expiry
-        # takes tens of seconds (the 20-minute soak: 30-45 s without a commit, the backlog and RSS climbing).
-        # Its commits and the data commits race like any two writers (pyiceberg retries an append on fresh
-        # metadata; maintenance retries its own); after it, the committer reloads what it changed.
+        # Table maintenance on the committer thread, between this writer's own commits (so it never races them):
+        # without it every commit adds a snapshot and a manifest, and commits slow down as they accumulate.
         self.maintenance_every_commits = maintenance_every_commits
         self.maintenance_policy = maintenance_policy or MaintenancePolicy()
         self._commits_since_maintenance = 0
-        self._maintenance: threading.Thread | None = None
-        self._maintained: set[str] = set()  # tables maintenance changed since the committer last reloaded them
         self._memory = MemoryReleaser()
 
     def write(self, batch: ArrowBatch) -> None:
@@ -242,8 +234,6 @@ class IcebergWriter:
             self.commit(final=True)
         finally:
             self._committer.shutdown(wait=True)
-            if self._maintenance is not None:
-                self._maintenance.join()
 
     def end_epoch(self) -> PendingSnapshot | None:
         """At a Bytewax epoch end: hand the data tables over without waiting, and return what may not be in Iceberg
@@ -375,22 +365,19 @@ class IcebergWriter:
             raise
         self._memory.maybe_release()  # here, on the committer thread: the flow's thread never waits for it
         self._commits_since_maintenance += len(jobs)
-        due = self.maintenance_every_commits and self._commits_since_maintenance >= self.maintenance_every_commits
-        if due and (self._maintenance is None or not self._maintenance.is_alive()):
+        if self.maintenance_every_commits and self._commits_since_maintenance >= self.maintenance_every_commits:
             self._commits_since_maintenance = 0
-            self._maintenance = threading.Thread(target=self.maintain, name="k2-iceberg-maintenance", daemon=True)
-            self._maintenance.start()
+            self.maintain()
 
     def maintain(self) -> None:
-        """Compact, merge manifests and expire snapshots of every table (see `k2.maintenance`), each loaded afresh
-        (`Table.refresh` changes a table object in place, and the committer's are in use). A failure is logged,
-        never fatal: the data is committed; maintenance simply runs again next time."""
-        for name in list(self.tables):
+        """Compact, merge manifests and expire snapshots of every table (see `k2.maintenance`). A failure is
+        logged, never fatal: the data is committed; maintenance simply runs again next time."""
+        for name in self.tables:
             try:
-                maintain(self._catalog.load_table((self._namespace, name)), self.maintenance_policy)
+                maintain(self.tables[name], self.maintenance_policy)
+                self.tables[name] = self.tables[name].refresh()
             except Exception as exc:
                 log.warning("maintenance of %s failed: %s", name, exc, extra={"table": name, "error": repr(exc)})
-            self._maintained.add(name)
 
     def _commit_table(
         self,
@@ -407,9 +394,6 @@ class IcebergWriter:
             data = pa.concat_tables(parts)
             data = data.sort_by([(column, "ascending") for column in sort_columns(name)])
         commit_id = uuid.uuid4().hex
-        if name in self._maintained:  # maintenance committed to it: start from its metadata, not a stale copy
-            self._maintained.discard(name)
-            self.tables[name] = self.tables[name].refresh()
         properties = {OFFSETS_PROPERTY: json.dumps(seam, sort_keys=True), COMMIT_ID_PROPERTY: commit_id}
         if counts:
             properties[MESSAGES_PROPERTY] = json.dumps({k: c[0] for k, c in counts.items()}, sort_keys=True)
