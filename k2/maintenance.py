@@ -40,7 +40,7 @@ from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
-from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus, ManifestFile, _manifests
 from pyiceberg.table import FileScanTask, Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import SnapshotRefType
@@ -186,6 +186,7 @@ class _Rewrite(_OverwriteFiles):
 
     def __init__(self, table: Table, transaction) -> None:
         super().__init__(operation=Operation.REPLACE, transaction=transaction, io=table.io)
+        self.intermediate_manifests: list[str] = []
 
     def _summary(self, snapshot_properties=None) -> Summary:  # type: ignore[override]
         self._operation = Operation.OVERWRITE
@@ -210,7 +211,14 @@ class _Rewrite(_OverwriteFiles):
         merger = _ManifestMergeManager(
             target_size_bytes=target, min_count_to_merge=2, merge_enabled=True, snapshot_producer=self
         )
-        return merger.merge_manifests(data) + deletes
+        merged = merger.merge_manifests(data)
+        # The manifests this snapshot wrote for its added, deleted and rewritten entries are inputs of the merge;
+        # the merged ones replace them, and no metadata will ever reference them.
+        kept = {m.manifest_path for m in merged}
+        self.intermediate_manifests = [
+            m.manifest_path for m in data if m.added_snapshot_id == self._snapshot_id and m.manifest_path not in kept
+        ]
+        return merged + deletes
 
 
 def compaction_plan(table: Table, policy: MaintenancePolicy) -> list[list[DataFile]]:
@@ -294,11 +302,14 @@ def _commit_rewrite(table: Table, deleted: list[DataFile], added: list[DataFile]
     def commit() -> None:
         with table.refresh().transaction() as transaction:
             rewrite = _Rewrite(table, transaction)
-            for data_file in deleted:
-                rewrite.delete_data_file(data_file)
-            for data_file in added:
-                rewrite.append_data_file(data_file)
-            rewrite.commit()
+            try:
+                for data_file in deleted:
+                    rewrite.delete_data_file(data_file)
+                for data_file in added:
+                    rewrite.append_data_file(data_file)
+                rewrite.commit()
+            finally:
+                _delete(table.io, rewrite.intermediate_manifests)
 
     _racing(commit, table, attempts)
 
@@ -370,7 +381,7 @@ def expire_snapshots(
                 carried = carried_counters(fresh, expired)
                 if carried:
                     transaction.set_properties(carried)
-                ExpireSnapshots(transaction).by_ids(expired).commit()
+                _ExpireMany(transaction).by_ids(expired).commit()
         return fresh, before, expired
 
     fresh, before, expired = _racing(expire, table, policy.attempts)
@@ -381,30 +392,97 @@ def expire_snapshots(
     return len(expired), len(garbage)
 
 
+class _ExpireMany(ExpireSnapshots):
+    """`ExpireSnapshots` that checks a list of ids against the metadata once.
+
+    pyiceberg's `by_id` rebuilds (deep-copies) the transaction's metadata twice per id: expiring a few hundred of a
+    thousand snapshots took about a minute, and the flow's commits waited behind it.
+    """
+
+    def by_ids(self, snapshot_ids: list[int]) -> ExpireSnapshots:
+        metadata = self._transaction.table_metadata
+        known = {snapshot.snapshot_id for snapshot in metadata.snapshots}
+        protected = {
+            ref.snapshot_id
+            for ref in metadata.refs.values()
+            if ref.snapshot_ref_type in (SnapshotRefType.TAG, SnapshotRefType.BRANCH)
+        }
+        for snapshot_id in snapshot_ids:
+            if snapshot_id not in known:
+                raise ValueError(f"Snapshot with ID {snapshot_id} does not exist.")
+            if snapshot_id in protected:
+                raise ValueError(f"Snapshot with ID {snapshot_id} is protected and cannot be expired.")
+        self._snapshot_ids_to_expire.update(snapshot_ids)
+        return self
+
+
+class _ReferenceCache:
+    """What each manifest list and manifest references, read once per process: they never change once written.
+
+    Expiry asks what every kept snapshot references; with a snapshot a second that is about a thousand manifest
+    lists per run, and re-reading them all held the flow's commits for seconds. Entries are dropped when their
+    file is deleted, and the whole cache when it passes `limit` entries (it only costs a re-read).
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.lists: dict[str, tuple[str, ...]] = {}  # manifest list -> its manifests
+        self.entries: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # manifest -> (live, all) data files
+
+    def manifests(self, io: FileIO, manifest_list: str) -> tuple[str, ...]:
+        paths = self.lists.get(manifest_list)
+        if paths is None:
+            manifests = [m for m in _manifests(io, manifest_list) if m.content == ManifestContent.DATA]
+            for manifest in manifests:
+                if manifest.manifest_path not in self.entries:
+                    entries = manifest.fetch_manifest_entry(io, discard_deleted=False)
+                    live = frozenset(e.data_file.file_path for e in entries if e.status != ManifestEntryStatus.DELETED)
+                    self.entries[manifest.manifest_path] = (live, frozenset(e.data_file.file_path for e in entries))
+            paths = self.lists[manifest_list] = tuple(m.manifest_path for m in manifests)
+            if len(self.lists) + len(self.entries) > self.limit:
+                self.lists.clear()
+                self.entries.clear()
+                self.lists[manifest_list] = paths
+        return paths
+
+    def data_files(self, io: FileIO, manifest_list: str, manifest: str, live: bool) -> frozenset[str]:
+        if manifest not in self.entries:
+            self.lists.pop(manifest_list, None)
+            self.manifests(io, manifest_list)
+        return self.entries[manifest][0 if live else 1]
+
+    def forget(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            self.lists.pop(path, None)
+            self.entries.pop(path, None)
+
+
+_references = _ReferenceCache()
+
+
 def unreferenced_files(io: FileIO, before: TableMetadata, after: TableMetadata) -> list[str]:
     """Files that snapshots in `before` but not in `after` referenced and no snapshot of `after` does.
 
     Snapshots committed after `after` only add to what `after`'s current snapshot references, so nothing here can
-    be theirs.
+    be theirs. Delete manifests are not looked at: K2's tables have none (no row-level deletes).
     """
     kept_ids = {s.snapshot_id for s in after.snapshots}
     gone = [s for s in before.snapshots if s.snapshot_id not in kept_ids]
     kept_lists = {s.manifest_list for s in after.snapshots}
-    kept_manifests = {m.manifest_path: m for s in after.snapshots for m in s.manifests(io)}
+    kept_manifests = {m: s.manifest_list for s in after.snapshots for m in _references.manifests(io, s.manifest_list)}
     gone_manifests = {
-        m.manifest_path: m for s in gone for m in s.manifests(io) if m.manifest_path not in kept_manifests
+        m: s.manifest_list for s in gone for m in _references.manifests(io, s.manifest_list) if m not in kept_manifests
     }
-    live = {
-        e.data_file.file_path for m in kept_manifests.values() for e in m.fetch_manifest_entry(io, discard_deleted=True)
-    }
-    data = {
-        e.data_file.file_path
-        for m in gone_manifests.values()
-        for e in m.fetch_manifest_entry(io, discard_deleted=False)
-        if e.data_file.file_path not in live
-    }
+    live: set[str] = set()
+    for manifest, manifest_list in kept_manifests.items():
+        live |= _references.data_files(io, manifest_list, manifest, live=True)
+    data: set[str] = set()
+    for manifest, manifest_list in gone_manifests.items():
+        data |= _references.data_files(io, manifest_list, manifest, live=False) - live
     lists = [s.manifest_list for s in gone if s.manifest_list not in kept_lists]
-    return sorted(data) + sorted(gone_manifests) + lists
+    garbage = sorted(data) + sorted(gone_manifests) + lists
+    _references.forget(garbage)
+    return garbage
 
 
 def referenced_files(table: Table) -> set[str]:

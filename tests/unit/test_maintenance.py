@@ -18,6 +18,7 @@ from k2.maintenance import (
     ensure_metadata_properties,
     expire_snapshots,
     maintain,
+    referenced_files,
     remove_orphan_files,
     snapshots_to_expire,
 )
@@ -131,6 +132,9 @@ def test_expired_files_are_deleted_and_the_table_still_reads(settings):
     # exactly what the kept snapshots read: the compaction's file and its seam parent's small files
     referenced = {f.removeprefix("file://") for s in table.snapshots() for f in live_files_at(table, s.snapshot_id)}
     assert on_disk == referenced
+    # manifests and manifest lists too, although the later rounds found what they reference in the process's cache
+    avro_on_disk = {str(p) for p in Path(settings.data_path).rglob("trades/metadata/*.avro")}
+    assert avro_on_disk == {f.removeprefix("file://") for f in referenced_files(table) if f.endswith(".avro")}
     assert len(table.snapshots()) == 2
     assert sorted_rows(table).equals(before)
 
