@@ -9,8 +9,8 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
-from k2.config import load_settings
-from k2.logs import configure_logging
+from k2.ops.config import load_settings
+from k2.ops.logs import configure_logging
 
 
 def main() -> None:

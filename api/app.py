@@ -28,9 +28,9 @@ from api.controllers.page import page_router
 from api.controllers.records import DeadLettersController, GapsController, SnapshotsController
 from api.controllers.replay import ReplayController
 from api.controllers.ticks import QuotesController, TradesController
-from k2.config import Settings, load_settings
-from k2.hybrid import start_follower
+from k2.ops.config import Settings, load_settings
 from k2.query import LatestIndex, QueryEngine, QueryError, QueryFailed, latest_indexes
+from k2.query.hybrid import start_follower
 
 OPEN_PATHS = ["/health", "/ready", "/metrics", "/schema", "/page"]  # no key, no rate limit, not measured
 

@@ -1,5 +1,5 @@
 """Commit latency as snapshots accumulate: the flow's own commit path (`IcebergWriter`) appending a small batch N
-times to a fresh table, once without maintenance and once with `k2.maintenance.maintain` every K commits, in the
+times to a fresh table, once without maintenance and once with `k2.storage.maintenance.maintain` every K commits, in the
 same run (alternating blocks of commits, so a noisy machine hurts both sides alike).
 
 Latency is the writer's commit time (sort, Parquet, manifests, metadata, catalog), maintenance time is reported
@@ -22,15 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.run_info import recorded
-from k2.catalog import TRADES, open_catalog
-from k2.columnar import ArrowBatch, to_arrow
-from k2.config import load_settings
-from k2.dedupe import Deduper
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
-from k2.maintenance import MaintenancePolicy, maintain
-from k2.sequence import SequenceTracker
-from k2.sink import IcebergWriter
-from k2.validate import Rules, validate_batch
+from k2.ingest.columnar import ArrowBatch, to_arrow
+from k2.ingest.dedupe import Deduper
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.ops.config import load_settings
+from k2.storage.catalog import TRADES, open_catalog
+from k2.storage.maintenance import MaintenancePolicy, maintain
+from k2.storage.writer import IcebergWriter
 
 REPORT = Path(__file__).resolve().parent / "reports" / "commit-latency.json"
 

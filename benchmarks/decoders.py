@@ -35,12 +35,12 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from benchmarks.run_info import recorded, save_report
-from k2.batch import RawBatch
-from k2.columnar import to_arrow
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.schemas import TradeRow
-from k2.validate import Rejection, Rules, decode, validate_batch
+from k2.ingest.columnar import to_arrow
+from k2.ingest.validate import Rejection, Rules, decode, validate_batch
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.model.batch import RawBatch
+from k2.model.schemas import TradeRow
+from k2.ops.config import load_settings
 
 REPORT = Path(__file__).resolve().parent / "reports" / "decoders.json"
 BATCH = 5_000

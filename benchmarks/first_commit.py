@@ -1,16 +1,16 @@
 """Restart -> first commit: how soon a restarted flow commits once it can read (issue 12, point 2).
 
 On a real broker, a backlog of synthetic trades and quotes (4 partitions each) waits in Kafka. The production flow
-command (`k2.recovery.flow_command`: Bytewax recovery on, default settings, `K2_KAFKA_TAIL=false`) runs once from a
+command (`k2.flow.recovery.flow_command`: Bytewax recovery on, default settings, `K2_KAFKA_TAIL=false`) runs once from a
 clean data directory (no recovery state, no tables), then is restarted `--restarts` times on the same directory,
 each run killed with SIGKILL 1-2 s after its first commit, like a crash. Each run is timed from just before its
-Popen (t0) against its own spans in `K2_TRACE_FILE` (k2.tracing: one JSON line per finished span, with its pid):
+Popen (t0) against its own spans in `K2_TRACE_FILE` (k2.ops.tracing: one JSON line per finished span, with its pid):
 
 - start -> first read: the start of the first `read` span (the source has its consumer and a batch);
 - start -> first commit: the end of the first successful `commit` or `recovery` span, of any table (a `recovery`
   span is the restart committing what its recovery state held; both kinds are also reported separately);
-- whether the committed position moved: the sum of the trades and quotes tables' seams (k2.seams), before the run
-  against after the kill.
+- whether the committed position moved: the sum of the trades and quotes tables' seams (k2.storage.seams), before
+  the run against after the kill.
 
 Same-run baselines, measured just before each run: the bare interpreter (`python -c pass`) and the flow's imports
 (`python -c "import flows.ingest"`), so the figures read relative to this machine's speed. The backlog is topped up
@@ -47,12 +47,13 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError  # noqa:
 from benchmarks.kafka_ingest import broker  # noqa: E402
 from benchmarks.kafka_ingest import flow_env as kafka_flow_env  # noqa: E402
 from benchmarks.run_info import recorded, save_report  # noqa: E402
-from k2.catalog import QUOTES, TRADES, open_catalog  # noqa: E402
-from k2.config import load_settings  # noqa: E402
-from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
-from k2.kafka import ensure_topics, publish  # noqa: E402
-from k2.recovery import ensure_recovery_store, flow_command  # noqa: E402
-from k2.seams import committed_offsets, lowest  # noqa: E402
+from k2.flow.recovery import ensure_recovery_store, flow_command  # noqa: E402
+from k2.kafka.admin import ensure_topics  # noqa: E402
+from k2.kafka.producer import publish  # noqa: E402
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
+from k2.ops.config import load_settings  # noqa: E402
+from k2.storage.catalog import QUOTES, TRADES, open_catalog  # noqa: E402
+from k2.storage.seams import committed_offsets, lowest  # noqa: E402
 
 REPORT = ROOT / "benchmarks" / "reports" / "first_commit.json"
 TARGET_S = 3.0

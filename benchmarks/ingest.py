@@ -25,16 +25,15 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 
 from benchmarks.run_info import recorded
 from flows.ingest import build_flow
-from k2.batch import RawBatch
-from k2.catalog import TABLE_NAMES, open_catalog
-from k2.config import load_settings
-from k2.dedupe import Deduper
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
-from k2.sequence import SequenceTracker
-from k2.sink import read_table
-from k2.sources import kind_for_topic
-from k2.steps import tune_process
-from k2.validate import Rules, validate_batch
+from k2.flow.steps import tune_process
+from k2.ingest.dedupe import Deduper
+from k2.ingest.pipeline import kind_for_topic
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.model.batch import RawBatch
+from k2.ops.config import load_settings
+from k2.storage.catalog import TABLE_NAMES, open_catalog, read_table
 
 REPORT_DIR = Path(__file__).resolve().parent / "reports"
 

@@ -35,15 +35,16 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from pyiceberg.exceptions import NoSuchTableError  # noqa: E402
 
 from benchmarks.run_info import recorded  # noqa: E402
-from k2.batch import RawBatch  # noqa: E402
-from k2.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
-from k2.config import load_settings  # noqa: E402
-from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
-from k2.kafka import CheckedProducer, ensure_topics, make_producer, partitions_of, publish  # noqa: E402
-from k2.recovery import ensure_recovery_store  # noqa: E402
-from k2.recovery import flow_command as flow_command_for  # noqa: E402
-from k2.steps import tune_process  # noqa: E402
-from k2.validate import Rules, validate_batch  # noqa: E402
+from k2.flow.recovery import ensure_recovery_store  # noqa: E402
+from k2.flow.recovery import flow_command as flow_command_for  # noqa: E402
+from k2.flow.steps import tune_process  # noqa: E402
+from k2.ingest.validate import Rules, validate_batch  # noqa: E402
+from k2.kafka.admin import ensure_topics, partitions_of  # noqa: E402
+from k2.kafka.producer import CheckedProducer, make_producer, publish  # noqa: E402
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
+from k2.model.batch import RawBatch  # noqa: E402
+from k2.ops.config import load_settings  # noqa: E402
+from k2.storage.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
 
 REPORT = Path(__file__).resolve().parent / "reports" / "kafka_ingest.json"
 

@@ -47,9 +47,8 @@ import pyarrow.parquet as pq  # noqa: E402
 import pyiceberg  # noqa: E402
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan  # noqa: E402
 
-from k2.catalog import TABLE_PROPERTIES, TRADES, ensure_tables, open_catalog  # noqa: E402
-from k2.columnar import ARROW_SCHEMAS  # noqa: E402
-from k2.config import Settings, load_settings  # noqa: E402
+from k2.ingest.columnar import ARROW_SCHEMAS  # noqa: E402
+from k2.ops.config import Settings, load_settings  # noqa: E402
 from k2.query import (  # noqa: E402
     FIELDS,
     QueryEngine,
@@ -60,6 +59,7 @@ from k2.query import (  # noqa: E402
     ticks_between,
 )
 from k2.query.bars import _BARS, _PLAIN  # noqa: E402  the engine's own bar SQL, so the floor does the same work
+from k2.storage.catalog import TABLE_PROPERTIES, TRADES, ensure_tables, open_catalog  # noqa: E402
 
 REPORT_DIR = Path(__file__).resolve().parent / "reports"
 GENERATOR_VERSION = 1

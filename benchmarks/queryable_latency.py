@@ -38,13 +38,14 @@ import pyarrow as pa  # noqa: E402
 
 from benchmarks.kafka_ingest import broker, flow_env  # noqa: E402
 from benchmarks.run_info import recorded, save_report  # noqa: E402
-from k2.catalog import TRADES  # noqa: E402
-from k2.config import load_settings  # noqa: E402
-from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
-from k2.hybrid import start_follower  # noqa: E402
-from k2.kafka import CheckedProducer, ensure_topics, make_producer  # noqa: E402
+from k2.kafka.admin import ensure_topics  # noqa: E402
+from k2.kafka.producer import CheckedProducer, make_producer  # noqa: E402
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
+from k2.model.schemas import AssetClass, Side, Trade, encode  # noqa: E402
+from k2.ops.config import load_settings  # noqa: E402
 from k2.query import QueryEngine, ticks_between  # noqa: E402
-from k2.schemas import AssetClass, Side, Trade, encode  # noqa: E402
+from k2.query.hybrid import start_follower  # noqa: E402
+from k2.storage.catalog import TRADES  # noqa: E402
 
 REPORT = Path(__file__).resolve().parent / "reports" / "queryable_latency.json"
 PROBE_EXCHANGE, PROBE_SYMBOL = "XNAS", "ZZPROBE"  # sorts after every synthetic symbol: its own row-group range

@@ -29,11 +29,12 @@ from bytewax.testing import run_main  # noqa: E402
 from benchmarks.kafka_ingest import broker  # noqa: E402
 from benchmarks.run_info import recorded, save_report  # noqa: E402
 from flows.ingest import build_flow, default_source  # noqa: E402
-from k2.config import load_settings  # noqa: E402
-from k2.feed import FeedConfig, SyntheticFeed  # noqa: E402
-from k2.hybrid import start_follower  # noqa: E402
-from k2.kafka import ensure_topics, publish  # noqa: E402
+from k2.kafka.admin import ensure_topics  # noqa: E402
+from k2.kafka.producer import publish  # noqa: E402
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
+from k2.ops.config import load_settings  # noqa: E402
 from k2.query import QueryEngine, latest_by_symbol, latest_indexes, ticks_between  # noqa: E402
+from k2.query.hybrid import start_follower  # noqa: E402
 
 REPORT = ROOT / "benchmarks" / "reports" / "realtime.json"
 

@@ -1,7 +1,7 @@
 """Replay benchmark on a real local broker, all in one run:
 
 (a) raw produce: the same pre-encoded wire messages, keyed, sent with the same idempotent acks=all producer and the
-    same delivery checks (`k2.kafka.CheckedProducer`) in a plain loop — the floor of what Kafka costs here,
+    same delivery checks (`k2.kafka.producer.CheckedProducer`) in a plain loop — the floor of what Kafka costs here,
 (b) replay: `k2.replay.replay_to_kafka` from the Iceberg tables (pin snapshots, read ordered chunks through the
     query engine, encode wire messages, produce, confirm),
 (c) replay read + encode only (no Kafka), to show where the time goes.
@@ -35,9 +35,10 @@ from bytewax.testing import TestingSource, run_main  # noqa: E402
 from benchmarks.kafka_ingest import broker  # noqa: E402
 from benchmarks.run_info import recorded, save_report  # noqa: E402
 from flows.ingest import build_flow  # noqa: E402
-from k2.config import load_settings  # noqa: E402
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
-from k2.kafka import CheckedProducer, ensure_topics, make_producer  # noqa: E402
+from k2.kafka.admin import ensure_topics  # noqa: E402
+from k2.kafka.producer import CheckedProducer, make_producer  # noqa: E402
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches  # noqa: E402
+from k2.ops.config import load_settings  # noqa: E402
 from k2.query import QueryEngine  # noqa: E402
 from k2.replay import Replay, replay_to_kafka  # noqa: E402
 

@@ -16,20 +16,23 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from k2 import tracing
-from k2.batch import IngestBatch, RawBatch
-from k2.columnar import to_arrow
-from k2.config import Settings, load_settings
-from k2.degrade import DegradationManager, degradation_from_settings
-from k2.kafka import DeadLetterPublisher, KafkaSource, ensure_topics
-from k2.logs import configure_logging
-from k2.metrics import serve_metrics
-from k2.schemas import DeadLetter
-from k2.sink import COMMITTER, IcebergSink, start_offsets
-from k2.sources import FileSource, SyntheticSource, kind_for_topic
-from k2.steps import dedupe, observe, sequence_check, tune_process
-from k2.stopping import install_stop_handlers
-from k2.validate import Rules, validate_batch
+from k2.flow.iceberg_sink import COMMITTER, IcebergSink
+from k2.flow.kafka_source import KafkaSource
+from k2.flow.sources import FileSource, SyntheticSource
+from k2.flow.steps import dedupe, observe, sequence_check, tune_process
+from k2.ingest.columnar import to_arrow
+from k2.ingest.pipeline import Pipeline
+from k2.kafka.admin import ensure_topics
+from k2.kafka.producer import DeadLetterPublisher
+from k2.model.batch import IngestBatch, RawBatch
+from k2.model.schemas import DeadLetter
+from k2.ops import tracing
+from k2.ops.config import Settings, load_settings
+from k2.ops.degrade import DegradationManager, degradation_from_settings
+from k2.ops.logs import configure_logging
+from k2.ops.metrics import serve_metrics
+from k2.ops.stopping import install_stop_handlers
+from k2.storage.seams import start_offsets
 
 
 def build_flow(
@@ -42,10 +45,11 @@ def build_flow(
 ) -> Dataflow:
     flow = Dataflow("k2_ingest")
     raw = op.input("read", flow, source)
-    validated = op.map("validate", raw, partial(_validate, settings=settings, rules=Rules.from_settings(settings)))
+    pipeline = Pipeline(settings)  # the steps' rules and state bounds (k2.ingest.pipeline)
+    validated = op.map("validate", raw, partial(_validate, pipeline=pipeline))
     by_partition = op.key_on("by_partition", validated, lambda batch: batch.key)
-    checked = op.stateful("sequence_check", by_partition, sequence_check(settings))
-    clean = op.stateful("dedupe", checked, dedupe(settings))
+    checked = op.stateful("sequence_check", by_partition, sequence_check(pipeline))
+    clean = op.stateful("dedupe", checked, dedupe(pipeline))
     op.inspect("observe", clean, observe)
     if publish_dead_letters is not None:
         # On the path to Iceberg, not beside it: a batch's dead letters are confirmed in the DLQ topic before its
@@ -60,9 +64,9 @@ def build_flow(
     return flow
 
 
-def _validate(raw: RawBatch, settings: Settings, rules: Rules) -> IngestBatch:
+def _validate(raw: RawBatch, pipeline: Pipeline) -> IngestBatch:
     with tracing.batch_span("validate", raw) as traced:
-        batch = validate_batch(raw, kind_for_topic(raw.topic, settings), rules)  # type: ignore[arg-type]
+        batch = pipeline.validate(raw)
         traced.set("rows", len(batch.records))
         traced.set("dead_letters", len(batch.dead_letters))
     return batch
@@ -82,7 +86,8 @@ def default_source(settings: Settings, degradation: DegradationManager | None = 
             tail=settings.kafka_tail,
             warmup_messages=settings.resume_warmup_messages,
             degradation=degradation,
-            idle_tick_seconds=settings.epoch_seconds,  # an idle stream's dead letters still commit (k2.batch.tick)
+            # an idle stream's dead letters still commit (k2.model.batch.tick)
+            idle_tick_seconds=settings.epoch_seconds,
         )
     return SyntheticSource.from_settings(settings)
 
@@ -104,8 +109,8 @@ def default_dead_letter_publisher(settings: Settings) -> Callable[[list[DeadLett
 def _flow_from_environment() -> Dataflow:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    install_stop_handlers(settings.stop_timeout_seconds)  # SIGTERM / Ctrl-C drain the flow and commit (k2.stopping)
-    tracing.configure_tracing(settings)  # off unless K2_OTLP_ENDPOINT or K2_TRACE_FILE (k2.tracing)
+    install_stop_handlers(settings.stop_timeout_seconds)  # SIGTERM / Ctrl-C drain the flow and commit (k2.ops.stopping)
+    tracing.configure_tracing(settings)  # off unless K2_OTLP_ENDPOINT or K2_TRACE_FILE (k2.ops.tracing)
     serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
     tune_process()
     degradation = degradation_from_settings(settings)  # one per process, shared by the sources and the sink

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the ingest flow with Bytewax recovery on (state in $K2_DATA_DIR/recovery, a snapshot every
-# $K2_SNAPSHOT_SECONDS; commits every $K2_EPOCH_SECONDS): the command k2/recovery.py builds for tests and benchmarks.
+# $K2_SNAPSHOT_SECONDS; commits every $K2_EPOCH_SECONDS): the command k2/flow/recovery.py builds for tests and benchmarks.
 # Extra arguments go to bytewax.run (e.g. -w 2). Settings come from K2_* variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from k2.catalog import ensure_tables, open_catalog
-from k2.config import Settings, load_settings
+from k2.ops.config import Settings, load_settings
+from k2.storage.catalog import ensure_tables, open_catalog
 
 pytest_plugins = ["tests.fixtures.kafka"]
 

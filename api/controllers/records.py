@@ -11,9 +11,9 @@ from litestar.params import Parameter
 from api.controllers.common import End, Engine, Exchange, Format, Limit, Start, Symbols, page_response
 from api.formats import negotiate
 from api.types import DeadLetter, DeadLettersPage, GapsPage, SequenceGap, Snapshot, SnapshotsPage
-from k2.catalog import TABLE_NAMES
 from k2.query import dead_letters, sequence_gaps, snapshots
 from k2.query.params import parse_list, time_range
+from k2.storage.catalog import TABLE_NAMES
 
 
 class SnapshotsController(Controller):

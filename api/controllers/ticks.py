@@ -21,9 +21,9 @@ from api.controllers.common import (
 )
 from api.formats import negotiate
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
-from k2.catalog import QUOTES, TRADES
 from k2.query import ticks_between
 from k2.query.params import parse_list, time_range
+from k2.storage.catalog import QUOTES, TRADES
 
 Cursor = Annotated[str | None, Parameter(description="`meta.next_cursor` of the previous page", max_length=512)]
 Fields = Annotated[

@@ -34,7 +34,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from k2.loaders.base import Loaded, LoadError, read_lines
-from k2.schemas import AssetClass, Kind, Quote, Side, Trade, encode
+from k2.model.schemas import AssetClass, Kind, Quote, Side, Trade, encode
 
 EXCHANGE = "ASX"
 CURRENCY = "AUD"

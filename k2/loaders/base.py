@@ -14,9 +14,9 @@ from pathlib import Path
 
 import msgspec
 
-from k2.batch import RawBatch
-from k2.feed import partition_of
-from k2.schemas import KINDS, Kind
+from k2.loaders.synthetic import partition_of
+from k2.model.batch import RawBatch
+from k2.model.schemas import KINDS, Kind
 
 MAX_KEPT_ERRORS = 1_000  # a whole broken file should not hold every error in memory; the count stays exact
 

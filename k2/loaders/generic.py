@@ -20,9 +20,9 @@ from typing import Literal
 
 import msgspec
 
-from k2.kafka import instrument_key
+from k2.kafka.producer import instrument_key
 from k2.loaders.base import Loaded, LoadError, read_lines
-from k2.schemas import Kind, Quote, Trade
+from k2.model.schemas import Kind, Quote, Trade
 
 Format = Literal["ndjson", "csv"]
 FIELDS: dict[str, frozenset[str]] = {

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from k2.catalog import QUOTES, TRADES
 from k2.query.engine import Freshness, QueryEngine, to_datetime
 from k2.query.params import QueryError
 from k2.query.ticks import Page, where
+from k2.storage.catalog import QUOTES, TRADES
 
 _ASOF = """
 WITH t AS (

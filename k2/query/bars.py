@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from k2.catalog import PRICE, TRADES
 from k2.query.engine import QueryEngine, to_micros
 from k2.query.params import Interval, QueryError
 from k2.query.ticks import Page, where
+from k2.storage.catalog import PRICE, TRADES
 
 _QUANTUM = Decimal(1).scaleb(-PRICE.scale)
 _CONTEXT = Context(prec=60)

@@ -26,10 +26,10 @@ from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression, EqualTo, G
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
-from k2.catalog import DEAD_LETTERS, QUOTES, SCHEMAS, SEQUENCE_GAPS, TRADES, open_catalog
-from k2.config import Settings
+from k2.ops.config import Settings
 from k2.query.params import QueryError
 from k2.query.plan import DataFileEntry, Planner, TablePlan
+from k2.storage.catalog import DEAD_LETTERS, QUOTES, SCHEMAS, SEQUENCE_GAPS, TRADES, local_path, open_catalog
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def to_micros(moment: datetime) -> int:
 
 
 class TailSlice(msgspec.Struct, frozen=True):
-    """Rows of one table not yet in Iceberg: the Kafka tail above a snapshot's seam (see `k2.hybrid`)."""
+    """Rows of one table not yet in Iceberg: the Kafka tail above a snapshot's seam (see `k2.query.hybrid`)."""
 
     table: str
     rows: pa.Table
@@ -300,7 +300,7 @@ class QueryEngine:
         self, cursor: duckdb.DuckDBPyConnection, alias: str, scan: Scan, params: dict[str, Any], registered: list[str]
     ) -> str:
         if scan.files and not scan.plan.has_deletes and all(_local(f.path) for f in scan.files):
-            params[f"files_{alias}"] = [_local_path(f.path) for f in scan.files]
+            params[f"files_{alias}"] = [local_path(f.path) for f in scan.files]
             # union_by_name: files written before a column was added simply lack it (nulls).
             return f"read_parquet($files_{alias}, union_by_name = true, hive_partitioning = false)"
         view = f"rows_{alias}"
@@ -343,7 +343,7 @@ def _failure(cursor: duckdb.DuckDBPyConnection, scans: dict[str, Scan], exc: Exc
         return QueryFailed(f"query on {names} failed: {exc}")
     paths = [entry.path for scan in scans.values() for entry in scan.files]
     text = str(exc)
-    found = next(((path, text) for path in paths if _local_path(path) in text), None)
+    found = next(((path, text) for path in paths if local_path(path) in text), None)
     found = found or _first_unreadable(cursor, [path for path in paths if _local(path)])
     if found is None:
         return QueryFailed(f"query on {names} failed: {exc}")
@@ -354,7 +354,7 @@ def _failure(cursor: duckdb.DuckDBPyConnection, scans: dict[str, Scan], exc: Exc
 def _first_unreadable(cursor: duckdb.DuckDBPyConnection, paths: list[str]) -> tuple[str, str] | None:
     for path in paths:
         try:
-            rows = cursor.sql("SELECT * FROM read_parquet($file)", params={"file": _local_path(path)})
+            rows = cursor.sql("SELECT * FROM read_parquet($file)", params={"file": local_path(path)})
             for _ in rows.to_arrow_reader():  # streamed: every page decoded, none kept
                 pass
         except duckdb.Error as exc:
@@ -364,10 +364,6 @@ def _first_unreadable(cursor: duckdb.DuckDBPyConnection, paths: list[str]) -> tu
 
 def _local(path: str) -> bool:
     return path.startswith(("/", "file:"))
-
-
-def _local_path(path: str) -> str:
-    return path.removeprefix("file://") if path.startswith("file:///") else path.removeprefix("file:")
 
 
 def _row_filter(scan: Scan) -> BooleanExpression:

@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from k2.catalog import QUOTES, TRADES
 from k2.query.engine import Freshness, QueryEngine, Scan
 from k2.query.plan import TablePlan
+from k2.storage.catalog import QUOTES, TRADES
 
 _KEY = "(r.timestamp, coalesce(r.source_sequence, -1), r.source_topic, r.source_partition, r.source_offset)"
 _FOLD = (

@@ -20,7 +20,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.types import StringType, TimestamptzType
 
-from k2.seams import seam_of
+from k2.storage.seams import seam_of
 
 
 class DataFileEntry(msgspec.Struct, frozen=True, gc=False):

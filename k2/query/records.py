@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from k2.catalog import DEAD_LETTERS, SEQUENCE_GAPS, TABLE_NAMES
 from k2.query.engine import Freshness, QueryEngine, to_datetime
 from k2.query.params import QueryError
 from k2.query.ticks import Page, columns, where
-from k2.seams import OFFSETS_PROPERTY
+from k2.storage.catalog import DEAD_LETTERS, SEQUENCE_GAPS, TABLE_NAMES
+from k2.storage.seams import OFFSETS_PROPERTY
 
 
 def snapshots(engine: QueryEngine, name: str, limit: int = 100) -> list[dict[str, Any]]:

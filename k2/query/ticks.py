@@ -15,10 +15,10 @@ import pyarrow as pa
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
 
-from k2.catalog import QUOTES, SCHEMAS, TRADES
-from k2.columnar import ARROW_SCHEMAS
+from k2.ingest.columnar import ARROW_SCHEMAS
 from k2.query.engine import Freshness, QueryEngine, Scan, to_datetime
 from k2.query.params import Cursor, QueryError, check_fields
+from k2.storage.catalog import QUOTES, SCHEMAS, TRADES
 
 FIELDS: dict[str, tuple[str, ...]] = {name: tuple(f.name for f in SCHEMAS[name].fields) for name in (TRADES, QUOTES)}
 ORDER = ("timestamp", "source_topic", "source_partition", "source_offset")

@@ -9,7 +9,7 @@ than one chunk of rows.
 The order is total and depends only on the data, so two replays of the same snapshots produce identical streams:
 `(timestamp, source_sequence (absent first), kind, exchange, symbol, source_topic, source_partition, source_offset)`.
 
-Each row becomes a message in the K2 wire schema v2 — the fields of `k2.schemas.Trade`/`Quote` in their order,
+Each row becomes a message in the K2 wire schema v2 — the fields of `k2.model.schemas.Trade`/`Quote` in their order,
 decimals as exact strings, times as integer µs, the original ids, sequence, conditions, vendor data, message id
 and ingestion time — so ingesting the replayed messages reproduces the rows (their source positions aside).
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from k2.catalog import QUOTES, TRADES
-from k2.columnar import ARROW_SCHEMAS
+from k2.ingest.columnar import ARROW_SCHEMAS
+from k2.model.schemas import KINDS, Kind
 from k2.query.engine import QueryEngine, Scan
 from k2.query.params import QueryError
 from k2.query.plan import DataFileEntry, TablePlan
 from k2.query.ticks import where
 from k2.replay.wire import _DECIMALS, _TIMES, WIRE_TYPES, Message, instrument_keys, wire_values
-from k2.schemas import KINDS, Kind
+from k2.storage.catalog import QUOTES, TRADES
 
 TABLE_OF: dict[str, str] = {"trade": TRADES, "quote": QUOTES}
 
@@ -48,7 +48,7 @@ REPLAY_SCHEMA = _replay_schema()  # the rows of an Arrow replay: trades and quot
 
 
 def parse_kinds(kinds: str | Sequence[str] | None) -> tuple[Kind, ...]:
-    """`trade,quote` (default both) -> the kinds, in the order of `k2.schemas.KINDS`."""
+    """`trade,quote` (default both) -> the kinds, in the order of `k2.model.schemas.KINDS`."""
     if kinds is None:
         return KINDS
     items = [k.strip() for k in kinds.split(",")] if isinstance(kinds, str) else [k.strip() for k in kinds]

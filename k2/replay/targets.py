@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from k2.model.schemas import KINDS
 from k2.query.engine import to_datetime
 from k2.replay.pacing import Pacer, paced
 from k2.replay.read import REPLAY_SCHEMA, Replay
-from k2.schemas import KINDS
 
 # --- targets ---------------------------------------------------------------------------------------------------
 
@@ -96,11 +96,12 @@ def replay_to_kafka(
     sleep: Callable[[float], None] = time.sleep,
 ) -> ReplayResult:
     """Produce the replay keyed `EXCHANGE:SYMBOL` (one instrument, one partition, in order) with an idempotent,
-    acks=all producer; returns once the broker confirmed every message (else `k2.kafka.DeliveryError`).
+    acks=all producer; returns once the broker confirmed every message (else `k2.kafka.producer.DeliveryError`).
 
     When trades and quotes share one topic, each message carries a `k2.kind` header.
     """
-    from k2.kafka import CheckedProducer, ensure_topics, make_producer
+    from k2.kafka.admin import ensure_topics
+    from k2.kafka.producer import CheckedProducer, make_producer
 
     wanted = {kind: topics[kind] for kind in replay.request.kinds}
     if create_topics:

@@ -1,4 +1,4 @@
-"""Replayed rows as K2 wire messages (schema v2 JSON, exactly what `k2.schemas.encode` emits)."""
+"""Replayed rows as K2 wire messages (schema v2 JSON, exactly what `k2.model.schemas.encode` emits)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from k2.schemas import KINDS
+from k2.model.schemas import KINDS
 
 # --- wire messages ---------------------------------------------------------------------------------------------
 
 
 class TradeWire(msgspec.Struct, gc=False):
-    """`k2.schemas.Trade` field for field, in its order; decimals as their exact text (positional for speed)."""
+    """`k2.model.schemas.Trade` field for field, in its order; decimals as their exact text (positional for speed)."""
 
     exchange: str
     symbol: str
@@ -34,7 +34,7 @@ class TradeWire(msgspec.Struct, gc=False):
 
 
 class QuoteWire(msgspec.Struct, gc=False):
-    """`k2.schemas.Quote` field for field, in its order (an empty side stays null; the flags as stored)."""
+    """`k2.model.schemas.Quote` field for field, in its order (an empty side stays null; the flags as stored)."""
 
     exchange: str
     symbol: str

@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from k2.catalog import open_catalog
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.kafka import ensure_topics, publish
-from k2.seams import committed_offsets
+from k2.kafka.admin import ensure_topics
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import load_settings
+from k2.storage.catalog import open_catalog
+from k2.storage.seams import committed_offsets
 from tests.fixtures.flow import assert_landed_exactly
 from tests.fixtures.kafka import load_local_kafka, local_jvm_unavailable_reason
 from tests.fixtures.requirements import BROKER_VARIABLES, require

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from k2.catalog import open_catalog
-from k2.config import Settings
+from k2.ops.config import Settings
 from k2.query import QueryEngine, QueryFailed, ticks_between
 from k2.query.engine import to_datetime, to_micros
+from k2.storage.catalog import open_catalog
 from tests.fixtures.api import api_server
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, raw_batch, trade

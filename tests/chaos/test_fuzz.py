@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from k2.batch import RawBatch, position_key
-from k2.columnar import to_arrow
-from k2.schemas import Quote, Trade
-from k2.validate import Rejection, Rules, decode, validate_batch
+from k2.ingest.columnar import to_arrow
+from k2.ingest.validate import Rejection, Rules, decode, validate_batch
+from k2.model.batch import RawBatch, position_key
+from k2.model.schemas import Quote, Trade
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import quote, trade
 

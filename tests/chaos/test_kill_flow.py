@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from k2.config import load_settings
-from k2.recovery import ensure_recovery_store, flow_command
+from k2.flow.recovery import ensure_recovery_store, flow_command
+from k2.ops.config import load_settings
 from tests.fixtures.foreign_feed import ForeignFeed, assert_exact, flow_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-from k2.catalog import QUOTES, TRADES, open_catalog
-from k2.config import Settings, load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.kafka import ensure_topics, partitions_of, publish, watermarks
-from k2.reconcile import reconcile
-from k2.sink import committed_offsets
+from k2.kafka.admin import ensure_topics, partitions_of, watermarks
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import Settings, load_settings
+from k2.ops.reconcile import reconcile
+from k2.storage.catalog import QUOTES, TRADES, open_catalog
+from k2.storage.seams import committed_offsets
 from tests.fixtures.flow import assert_landed_exactly
 from tests.fixtures.kafka import load_local_kafka, private_local_broker
 from tests.fixtures.proxy import Mode, TcpProxy

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from k2.catalog import open_catalog
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.kafka import publish
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import load_settings
+from k2.storage.catalog import open_catalog
 from tests.fixtures.api import free_port
 from tests.fixtures.flow import assert_landed_exactly
 

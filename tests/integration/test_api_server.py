@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from tests.fixtures.api import api_server
 from tests.fixtures.flow import run_ingest
 
@@ -19,7 +19,7 @@ KEY = "integration-key"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from k2.config import load_settings
+    from k2.ops.config import load_settings
 
     settings = load_settings({}, data_dir=str(tmp_path_factory.mktemp("api") / "k2"), epoch_seconds=0.05)
     feed = SyntheticFeed(FeedConfig(messages=4_000, symbols=5, seed=9))

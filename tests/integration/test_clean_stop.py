@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from k2.catalog import TABLE_NAMES, open_catalog
-from k2.config import load_settings
-from k2.recovery import ensure_recovery_store, flow_command
-from k2.seams import committed_offsets
+from k2.flow.recovery import ensure_recovery_store, flow_command
+from k2.ops.config import load_settings
+from k2.storage.catalog import TABLE_NAMES, open_catalog
+from k2.storage.seams import committed_offsets
 from tests.fixtures.foreign_feed import ForeignFeed, assert_exact, flow_env
 from tests.fixtures.traces import read_spans
 

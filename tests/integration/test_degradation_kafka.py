@@ -8,9 +8,10 @@ from bytewax.operators import input as op_input
 from bytewax.operators import output as op_output
 from bytewax.testing import TestingSink, run_main
 
-from k2.batch import RawBatch
-from k2.degrade import DegradationManager, Level, Thresholds
-from k2.kafka import KafkaSource, publish
+from k2.flow.kafka_source import KafkaSource
+from k2.kafka.producer import publish
+from k2.model.batch import RawBatch
+from k2.ops.degrade import DegradationManager, Level, Thresholds
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from k2.catalog import open_catalog
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.ops.config import load_settings
+from k2.storage.catalog import open_catalog
 from tests.fixtures.market import fed_per_partition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,8 +40,10 @@ def test_batch_and_commit_lines_trace_offsets_to_snapshots(tmp_path):
     k2_lines = [line for line in lines if line["logger"].startswith("k2.")]
     assert k2_lines and all({"time", "level", "logger", "message"} <= line.keys() for line in k2_lines)
 
-    batches = [line for line in k2_lines if line["logger"] == "k2.steps" and "first_offset" in line]
-    commits = [line for line in k2_lines if line["logger"] == "k2.sink" and line["message"].startswith("committed")]
+    batches = [line for line in k2_lines if line["logger"] == "k2.flow.steps" and "first_offset" in line]
+    commits = [
+        line for line in k2_lines if line["logger"] == "k2.storage.writer" and line["message"].startswith("committed")
+    ]
     assert batches and commits
     # Every batch is named by its source position; together they cover each partition without a hole.
     covered: dict[str, list[tuple[int, int]]] = {}

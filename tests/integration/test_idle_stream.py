@@ -1,5 +1,5 @@
 """An idle stream on a real broker: the flow, tailing Kafka as a real process, commits its last dead letter without
-any further message, because its idle partitions send ticks (`k2.batch.tick`) that keep the sink's timed commits
+any further message, because its idle partitions send ticks (`k2.model.batch.tick`) that keep the sink's timed commits
 running."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from k2.catalog import DEAD_LETTERS, TRADES, ensure_tables, open_catalog
-from k2.kafka import KafkaSource, partitions_of, publish, watermarks
-from k2.sink import read_table
+from k2.flow.kafka_source import KafkaSource
+from k2.kafka.admin import partitions_of, watermarks
+from k2.kafka.producer import publish
+from k2.storage.catalog import DEAD_LETTERS, TRADES, ensure_tables, open_catalog, read_table
 from tests.fixtures.market import trade, wire
 from tests.integration.test_kafka_ingest import settings_on_new_topics
 from tests.soak.flow_process import flow_log_tail, flow_process

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.ops.config import load_settings
 from tests.fixtures.flow import assert_landed_exactly
 from tests.fixtures.market import fed_per_partition
 

@@ -6,10 +6,11 @@ from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 
 from flows.ingest import build_flow, default_dead_letter_publisher, default_source
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.kafka import partitions_of, publish, watermarks
-from k2.reconcile import reconcile
+from k2.kafka.admin import partitions_of, watermarks
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import load_settings
+from k2.ops.reconcile import reconcile
 from tests.fixtures.flow import read_landed
 from tests.fixtures.market import trade, wire
 

@@ -6,8 +6,10 @@ import time
 
 from prometheus_client import REGISTRY
 
-from k2.kafka import DeadLetterPublisher, KafkaSource, partitions_of, publish, watermarks
-from k2.schemas import DeadLetter
+from k2.flow.kafka_source import KafkaSource
+from k2.kafka.admin import partitions_of, watermarks
+from k2.kafka.producer import DeadLetterPublisher, publish
+from k2.model.schemas import DeadLetter
 
 
 def lag(topic: str, partition: int) -> float | None:

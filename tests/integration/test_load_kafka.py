@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from k2.cli import main
-from k2.kafka import partitions_of, watermarks
-from k2.reconcile import reconcile
+from k2.kafka.admin import partitions_of, watermarks
+from k2.ops.cli import main
+from k2.ops.reconcile import reconcile
 from tests.fixtures.flow import read_landed
 from tests.integration.test_kafka_ingest import read_topic, run_flow, settings_on_new_topics
 

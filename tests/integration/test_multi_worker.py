@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.kafka import publish
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import load_settings
 from tests.fixtures.flow import assert_landed_exactly
 
 ROOT = Path(__file__).resolve().parents[2]

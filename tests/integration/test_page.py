@@ -17,8 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from k2.config import load_settings
 from k2.loaders import load_asx, to_batches
+from k2.ops.config import load_settings
 from tests.conftest import SHARED_DATA
 from tests.fixtures.api import ROOT, api_server
 from tests.fixtures.flow import run_ingest

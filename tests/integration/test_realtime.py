@@ -12,11 +12,11 @@ import msgspec
 from litestar.testing import TestClient
 
 from api.app import create_app
-from k2.catalog import open_catalog
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.hybrid import start_follower
-from k2.kafka import publish
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.query import QueryEngine, latest_by_symbol, latest_indexes, ticks_between
+from k2.query.hybrid import start_follower
+from k2.storage.catalog import open_catalog
 from tests.integration.test_kafka_ingest import run_flow, settings_on_new_topics
 
 KEYS = ["source_topic", "source_partition", "source_offset", "symbol", "source_sequence"]

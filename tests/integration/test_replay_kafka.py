@@ -8,9 +8,9 @@ from bytewax.testing import run_main
 
 from flows.ingest import build_flow, default_dead_letter_publisher, default_source
 from k2 import cli
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.kafka import publish
+from k2.kafka.producer import publish
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import load_settings
 from k2.query import QueryEngine
 from k2.replay import Replay, replay_to_kafka
 from tests.fixtures.flow import read_landed

@@ -8,9 +8,9 @@ from decimal import Decimal
 from litestar.testing import TestClient
 
 from api.app import create_app
-from k2.catalog import open_catalog
-from k2.config import load_settings
+from k2.ops.config import load_settings
 from k2.query import QueryEngine, bars, parse_interval, ticks_between
+from k2.storage.catalog import open_catalog
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, raw_batch, trade
 from tests.fixtures.s3 import ACCESS_KEY, REGION, SECRET_KEY, s3_server

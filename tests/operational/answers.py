@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from k2.batch import RawBatch
-from k2.catalog import QUOTES, TRADES
-from k2.config import Settings
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.model.batch import RawBatch
+from k2.ops.config import Settings
 from k2.query import QueryEngine, instruments, latest_indexes, parse_interval, ticks_between
 from k2.query.bars import bars
+from k2.storage.catalog import QUOTES, TRADES
 
 
 def synthetic_batches(settings: Settings, messages: int, seed: int = 7, batch_size: int = 500) -> list[RawBatch]:

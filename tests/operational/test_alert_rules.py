@@ -1,5 +1,5 @@
 """The alert rules and the Prometheus config pass promtool, and `promtool test rules` fires each alert on the
-series it should and not on the others (k2/monitoring/alerts_test.yml)."""
+series it should and not on the others (k2/ops/monitoring/alerts_test.yml)."""
 
 from __future__ import annotations
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pyiceberg.table import StaticTable
 
-from k2.backup import BackupManifest, RestoreError, backup, restore
-from k2.catalog import TRADES, open_catalog
-from k2.cli import main
-from k2.config import load_settings
-from k2.reconcile import reconcile
-from k2.sink import IcebergWriter
+from k2.ops.cli import main
+from k2.ops.config import load_settings
+from k2.ops.reconcile import reconcile
+from k2.storage.backup import BackupManifest, RestoreError, backup, restore
+from k2.storage.catalog import TRADES, open_catalog
+from k2.storage.writer import IcebergWriter
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import fed_per_partition
 from tests.operational.answers import answers, snapshot_ids, synthetic_batches

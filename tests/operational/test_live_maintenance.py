@@ -1,4 +1,4 @@
-"""Maintenance on a live table: the flow runs as a real process while `k2.maintenance` compacts, merges and
+"""Maintenance on a live table: the flow runs as a real process while `k2.storage.maintenance` compacts, merges and
 expires under it; the result equals an unmaintained run of the same feed, row for row, seam for seam."""
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from k2.catalog import TABLE_NAMES, open_catalog
-from k2.config import Settings, load_settings
-from k2.maintenance import MaintenancePolicy, maintain
-from k2.reconcile import reconcile
-from k2.seams import committed_offsets, summed_property
-from k2.sink import DUPLICATES_PROPERTY, MESSAGES_PROPERTY, read_table
+from k2.ops.config import Settings, load_settings
+from k2.ops.reconcile import reconcile
+from k2.storage.catalog import TABLE_NAMES, open_catalog, read_table
+from k2.storage.maintenance import MaintenancePolicy, maintain
+from k2.storage.seams import DUPLICATES_PROPERTY, MESSAGES_PROPERTY, committed_offsets, summed_property
 from tests.operational.answers import answers
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.types import StringType
 
-from k2.catalog import TRADES, open_catalog
-from k2.config import load_settings
+from k2.ops.config import load_settings
+from k2.ops.reconcile import reconcile
 from k2.query import QueryEngine
-from k2.reconcile import reconcile
-from k2.sink import IcebergWriter, read_table
+from k2.storage.catalog import TRADES, open_catalog, read_table
+from k2.storage.writer import IcebergWriter
 from tests.fixtures.api import api_server
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import fed_per_partition

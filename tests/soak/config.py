@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from k2.config import Settings, load_settings
+from k2.ops.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = load_settings({})  # the defaults as shipped (no environment)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from k2.catalog import DEAD_LETTERS, QUOTES, TRADES, open_catalog
-from k2.config import Settings
-from k2.sink import DUPLICATES_PROPERTY, read_table, summed_property
+from k2.ops.config import Settings
+from k2.storage.catalog import DEAD_LETTERS, QUOTES, TRADES, open_catalog, read_table
+from k2.storage.seams import DUPLICATES_PROPERTY, summed_property
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from k2.config import Settings
-from k2.recovery import ensure_recovery_store, flow_command
+from k2.flow.recovery import ensure_recovery_store, flow_command
+from k2.ops.config import Settings
 from tests.soak.config import ROOT
 
 
@@ -83,7 +83,7 @@ def flow_log_tail(workdir: Path) -> str:
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C, as an operator would (the flow drains and commits what it holds, k2.stopping); killed if it does
+    """Ctrl-C, as an operator would (the flow drains and commits what it holds, k2.ops.stopping); killed if it does
     not end in time."""
     if process.poll() is not None:
         return

@@ -10,8 +10,8 @@ from itertools import cycle
 
 import httpx
 
-from k2.feed import SyntheticFeed
-from k2.kafka import CheckedProducer, make_producer
+from k2.kafka.producer import CheckedProducer, make_producer
+from k2.loaders.synthetic import SyntheticFeed
 
 TICK_SECONDS = 0.01  # the producer catches up with its schedule this often: smooth at any rate, no sleep per message
 

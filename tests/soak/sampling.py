@@ -11,20 +11,18 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from k2.batch import position_key
-from k2.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog
-from k2.config import Settings
-from k2.kafka import partitions_of, watermarks
-from k2.seams import committed_offsets
+from k2.kafka.admin import partitions_of, watermarks
+from k2.model.batch import position_key
+from k2.ops.config import Settings
+from k2.ops.memory import rss_bytes
+from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog
+from k2.storage.seams import committed_offsets
 from tests.soak.load import PacedProducer, QueryLog, SoakThread
 
 
 def rss_kib(pid: int) -> int:
-    """Resident set size of a live process (VmRSS in /proc/<pid>/status), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise ProcessLookupError(f"no VmRSS for pid {pid} (a zombie?)")
+    """Resident set size of a live process, in KiB."""
+    return rss_bytes(pid) // 1024
 
 
 def child_pid(*argv: str) -> int:

@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from k2.catalog import ensure_tables, open_catalog
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed
-from k2.reconcile import reconcile
-from k2.sink import SIDE_TABLE_INTERVALS
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops.config import load_settings
+from k2.ops.reconcile import reconcile
+from k2.storage.catalog import ensure_tables, open_catalog
+from k2.storage.writer import SIDE_TABLE_INTERVALS
 from tests.fixtures.api import api_server, free_port
 from tests.soak.config import PRODUCT, SoakConfig
 from tests.soak.exactness import count_landed

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from api.auth import ApiKeys, digest
-from k2.config import load_settings
+from k2.ops.config import load_settings
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, VWAP_HALF_EVEN, quote, raw_batch, trade, vwap_tie_trades
 

@@ -11,9 +11,9 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from k2.catalog import open_catalog
-from k2.config import load_settings
 from k2.loaders import load_asx, to_batches
+from k2.ops.config import load_settings
+from k2.storage.catalog import open_catalog
 from tests.conftest import SHARED_DATA
 from tests.fixtures.flow import run_ingest
 

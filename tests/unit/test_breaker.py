@@ -6,10 +6,11 @@ import threading
 import pytest
 from prometheus_client import REGISTRY
 
-from k2.breaker import BreakerGaveUp, BreakerState, CircuitBreaker
-from k2.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog
-from k2.config import load_settings
-from k2.sink import IcebergWriter, committed_offsets, read_table, summed_property
+from k2.ops.breaker import BreakerGaveUp, BreakerState, CircuitBreaker
+from k2.ops.config import load_settings
+from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog, read_table
+from k2.storage.seams import committed_offsets, summed_property
+from k2.storage.writer import IcebergWriter
 from tests.unit.test_sink import arrow_batch
 
 pytestmark = pytest.mark.unit

@@ -1,7 +1,7 @@
 import pytest
 
-from k2.catalog import TABLE_NAMES, TABLE_PROPERTIES, ensure_tables, open_catalog
-from k2.config import load_settings
+from k2.ops.config import load_settings
+from k2.storage.catalog import TABLE_NAMES, TABLE_PROPERTIES, ensure_tables, open_catalog
 
 pytestmark = pytest.mark.unit
 

@@ -5,10 +5,10 @@ import yaml
 from bytewax.testing import run_main
 
 from flows.ingest import build_flow
-from k2.cli import main, summary
-from k2.config import Settings, env_name
-from k2.feed import FeedConfig
-from k2.sources import SyntheticSource
+from k2.flow.sources import SyntheticSource
+from k2.loaders.synthetic import FeedConfig
+from k2.ops.cli import main, summary
+from k2.ops.config import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from k2.config import ConfigError, load_settings
+from k2.ops.config import ConfigError, load_settings
 
 
 def test_defaults_work_on_a_fresh_machine(tmp_path):

@@ -1,8 +1,8 @@
 import msgspec
 
-from k2.dedupe import Deduper, RecentKeys
-from k2.sequence import SequenceTracker
-from k2.validate import Rules, validate_batch
+from k2.ingest.dedupe import Deduper, RecentKeys
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
 from tests.fixtures.market import T0, raw_batch, trade
 
 RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)

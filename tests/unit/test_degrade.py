@@ -3,9 +3,11 @@
 import pytest
 from prometheus_client import REGISTRY
 
-from k2.catalog import TRADES, open_catalog
-from k2.degrade import DegradationManager, Level, Signals, Thresholds, level_for, process_rss_bytes
-from k2.sink import IcebergWriter, committed_offsets
+from k2.ops.degrade import DegradationManager, Level, Signals, Thresholds, level_for
+from k2.ops.memory import rss_bytes
+from k2.storage.catalog import TRADES, open_catalog
+from k2.storage.seams import committed_offsets
+from k2.storage.writer import IcebergWriter
 from tests.unit.test_sink import arrow_batch
 
 pytestmark = pytest.mark.unit
@@ -102,7 +104,7 @@ def test_commit_latency_is_the_slowest_recent_commit_and_fades_when_commits_stop
 
 def test_measures_this_process():
     signals = DegradationManager().measure()
-    assert 10 << 20 < signals.rss_bytes == pytest.approx(process_rss_bytes(), rel=0.2)
+    assert 10 << 20 < signals.rss_bytes == pytest.approx(rss_bytes(), rel=0.2)
     assert signals.lag_messages >= signals.priority_lag_messages >= 0
 
 

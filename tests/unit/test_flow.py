@@ -6,8 +6,8 @@ from decimal import Decimal
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from k2.catalog import open_catalog
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.storage.catalog import open_catalog
 from tests.fixtures.flow import read_landed, run_ingest
 from tests.fixtures.market import DROP, T0, fed_per_partition, quote, raw_batch, trade
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from k2.hybrid import PartitionPipeline, TailFollower, TailPart
+from k2.query.hybrid import PartitionPipeline, TailFollower, TailPart
 from tests.fixtures.market import T0, raw_batch, trade
 
 KEY = "market.trades/0"

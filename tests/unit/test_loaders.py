@@ -12,8 +12,8 @@ import pytest
 from bytewax.testing import run_main
 
 from flows.ingest import build_flow
-from k2.cli import main
-from k2.config import load_settings
+from k2.flow.sources import FileSource
+from k2.ingest.validate import Rules, decode, validate_batch
 from k2.loaders import (
     Loaded,
     LoadError,
@@ -28,9 +28,9 @@ from k2.loaders import (
     to_batches,
     write_ndjson,
 )
-from k2.schemas import Quote, Trade
-from k2.sources import FileSource
-from k2.validate import Rules, decode, validate_batch
+from k2.model.schemas import Quote, Trade
+from k2.ops.cli import main
+from k2.ops.config import load_settings
 from tests.fixtures.flow import read_landed, run_ingest
 from tests.fixtures.market import fed_per_partition, trade, wire
 

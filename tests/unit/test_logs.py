@@ -10,12 +10,14 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from k2.logs import JsonLinesFormatter, TextFormatter, configure_logging
+from k2.ops.logs import JsonLinesFormatter, TextFormatter, configure_logging
 
 
 def _record(**extra: object) -> logging.LogRecord:
-    logger = logging.getLogger("k2.sink")
-    return logger.makeRecord("k2.sink", logging.INFO, __file__, 1, "committed %s", ("trades",), None, extra=extra)
+    logger = logging.getLogger("k2.storage.writer")
+    return logger.makeRecord(
+        "k2.storage.writer", logging.INFO, __file__, 1, "committed %s", ("trades",), None, extra=extra
+    )
 
 
 def test_a_json_line_carries_the_extras_that_trace_offsets_to_a_snapshot():
@@ -24,7 +26,7 @@ def test_a_json_line_carries_the_extras_that_trace_offsets_to_a_snapshot():
     assert "\n" not in line
     decoded = msgspec.json.decode(line)
     assert decoded["message"] == "committed trades"
-    assert (decoded["level"], decoded["logger"]) == ("info", "k2.sink")
+    assert (decoded["level"], decoded["logger"]) == ("info", "k2.storage.writer")
     assert decoded["time"].endswith("Z") and len(decoded["time"]) == len("2026-01-05T14:30:00.000000Z")
     assert decoded["offsets"] == {"market.trades/0": 6}
     assert (decoded["table"], decoded["rows"], decoded["snapshot_id"], decoded["price"]) == ("trades", 3, 42, "0.1")
@@ -48,7 +50,7 @@ def test_an_exception_travels_inside_the_line():
 
 def test_text_lines_put_the_extras_after_the_message():
     text = TextFormatter().format(_record(table="trades", rows=3))
-    assert text.endswith("INFO k2.sink: committed trades table=trades rows=3")
+    assert text.endswith("INFO k2.storage.writer: committed trades table=trades rows=3")
 
 
 @pytest.fixture
@@ -68,11 +70,11 @@ def test_configure_logging_routes_every_logger_to_one_json_stream():
     stream = io.StringIO()
     configure_logging("json", "DEBUG", stream)
     own.warning("from a library", extra={"path": "/v1/trades"})
-    logging.getLogger("k2.steps").debug("batch", extra={"topic": "market.trades", "partition": 0})
+    logging.getLogger("k2.flow.steps").debug("batch", extra={"topic": "market.trades", "partition": 0})
     lines = [msgspec.json.decode(line) for line in stream.getvalue().splitlines()]
     assert [(line["logger"], line["message"]) for line in lines] == [
         ("test_logs.library_with_its_own_handler", "from a library"),
-        ("k2.steps", "batch"),
+        ("k2.flow.steps", "batch"),
     ]
     assert lines[0]["path"] == "/v1/trades" and lines[1]["topic"] == "market.trades"
     assert own.propagate and not own.handlers

@@ -10,20 +10,19 @@ import pyarrow.parquet as pq
 import pytest
 from pyiceberg.types import StringType
 
-from k2.catalog import TRADES, open_catalog
-from k2.cli import main
-from k2.maintenance import (
+from k2.ops.cli import main
+from k2.storage.catalog import TRADES, open_catalog, read_table
+from k2.storage.cleanup import referenced_files, remove_orphan_files
+from k2.storage.maintenance import (
     MaintenancePolicy,
     compact,
     ensure_metadata_properties,
     expire_snapshots,
     maintain,
-    referenced_files,
-    remove_orphan_files,
     snapshots_to_expire,
 )
-from k2.seams import committed_offsets, summed_property
-from k2.sink import IcebergWriter, read_table, resume_offsets
+from k2.storage.seams import committed_offsets, resume_offsets, summed_property
+from k2.storage.writer import IcebergWriter
 from tests.unit.test_sink import arrow_batch
 
 KEY = "market.trades/0"

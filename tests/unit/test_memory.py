@@ -2,7 +2,7 @@ import platform
 
 import pytest
 
-from k2.memory import MemoryReleaser, release_free_memory
+from k2.ops.memory import MemoryReleaser, release_free_memory
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import urllib.request
 
 from prometheus_client import REGISTRY
 
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
-from k2.metrics import serve_metrics
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.ops.metrics import serve_metrics
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import DROP, quote, raw_batch, trade
 
@@ -123,10 +123,12 @@ def test_counters_conserve_every_message_of_the_synthetic_feed(settings):
 
 
 def test_a_batch_log_line_names_its_source_positions(settings, caplog):
-    caplog.set_level(logging.DEBUG, logger="k2.steps")
+    caplog.set_level(logging.DEBUG, logger="k2.flow.steps")
     messages = [trade(trade_id="a", source_sequence=1), b"{oops", trade(trade_id="b", source_sequence=2)]
     run_ingest(settings, [raw_batch(messages, "metrics-log.trades", 2, 40)])
-    (line,) = [r for r in caplog.records if r.name == "k2.steps" and getattr(r, "topic", "") == "metrics-log.trades"]
+    (line,) = [
+        r for r in caplog.records if r.name == "k2.flow.steps" and getattr(r, "topic", "") == "metrics-log.trades"
+    ]
     assert (line.partition, line.first_offset, line.next_offset) == (2, 40, 43)
     assert (line.messages, line.rows, line.dead_letters, line.duplicates) == (3, 2, 1, 0)
     assert "metrics-log.trades/2 offsets 40..42" in line.getMessage()
@@ -152,7 +154,7 @@ def test_metrics_are_served_once_per_process():
 def test_a_taken_metrics_port_is_logged_not_fatal():
     script = (
         "import logging, socket, sys\n"
-        "from k2.metrics import serve_metrics\n"
+        "from k2.ops.metrics import serve_metrics\n"
         "logging.basicConfig(level=logging.INFO)\n"
         "taken = socket.socket(); taken.bind(('127.0.0.1', 0)); taken.listen()\n"
         "sys.exit(0 if serve_metrics(taken.getsockname()[1], '127.0.0.1') is None else 1)\n"

@@ -15,13 +15,13 @@ import yaml
 from litestar.testing import TestClient
 from prometheus_client import REGISTRY
 
-import k2.metrics
+import k2.ops.metrics
 from api.app import create_app
-from k2.config import load_settings
+from k2.ops.config import load_settings
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import raw_batch, trade
 
-MONITORING = Path(k2.metrics.__file__).parent / "monitoring"
+MONITORING = Path(k2.ops.metrics.__file__).parent / "monitoring"
 METRIC_NAME = re.compile(r"\bk2_[a-z0-9_]+")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 

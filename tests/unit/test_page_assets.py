@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from api.controllers.page import BUILD_HINT, CHART_LIBRARY, PAGE_DIR, page_router
-from k2.config import load_settings
+from k2.ops.config import load_settings
 
 KEY = "page-key"
 JAVASCRIPT = ("text/javascript", "application/javascript")

@@ -7,10 +7,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from k2.config import load_settings
-from k2.dedupe import Deduper
-from k2.sequence import SequenceTracker
-from k2.validate import Rules, validate_batch
+from k2.ingest.dedupe import Deduper
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
+from k2.ops.config import load_settings
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, raw_batch, trade, wire
 

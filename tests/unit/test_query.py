@@ -9,8 +9,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 import duckdb
 import pytest
 
-from k2.catalog import open_catalog
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.query import (
     QueryEngine,
     QueryError,
@@ -24,7 +23,7 @@ from k2.query import (
     trades_with_quotes,
 )
 from k2.query.params import Cursor
-from k2.sink import read_table
+from k2.storage.catalog import open_catalog, read_table
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, VWAP_HALF_EVEN, VWAP_TIES, quote, raw_batch, trade, vwap_tie_trades
 

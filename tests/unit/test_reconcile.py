@@ -7,11 +7,11 @@ import pytest
 from bytewax.testing import run_main
 
 from flows.ingest import build_flow
-from k2.cli import main
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
-from k2.kafka import instrument_key
-from k2.reconcile import PartitionReport, format_reports, reconcile
-from k2.sources import SyntheticSource
+from k2.flow.sources import SyntheticSource
+from k2.kafka.producer import instrument_key
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.ops.cli import main
+from k2.ops.reconcile import PartitionReport, format_reports, reconcile
 from tests.fixtures.market import fed_per_partition, trade, wire
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from k2.config import ConfigError, load_settings
-from k2.recovery import ensure_recovery_store, flow_command
+from k2.flow.recovery import ensure_recovery_store, flow_command
+from k2.ops.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from k2.catalog import open_catalog
-from k2.config import load_settings
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
+from k2.model.schemas import Quote, Trade
+from k2.ops.config import load_settings
 from k2.query import QueryEngine, QueryError
 from k2.query.engine import to_micros
 from k2.replay import (
@@ -32,8 +32,7 @@ from k2.replay import (
     parse_kinds,
     wire_values,
 )
-from k2.schemas import Quote, Trade
-from k2.sink import read_table
+from k2.storage.catalog import open_catalog, read_table
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, quote, raw_batch, trade
 

@@ -1,8 +1,8 @@
 import msgspec
 import pytest
 
-from k2.sequence import SeqClass, SequenceTracker
-from k2.validate import Rules, validate_batch
+from k2.ingest.sequence import SeqClass, SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
 from tests.fixtures.market import T0, raw_batch, trade
 
 KEY = ("trade", "XNAS", "AAPL")

@@ -6,12 +6,13 @@ import threading
 import pyarrow as pa
 import pytest
 
-from k2.catalog import DEAD_LETTERS, TRADES, open_catalog
-from k2.columnar import to_arrow
-from k2.dedupe import Deduper
-from k2.sequence import SequenceTracker
-from k2.sink import IcebergWriter, committed_offsets, read_table, resume_offsets, summed_property
-from k2.validate import Rules, validate_batch
+from k2.ingest.columnar import to_arrow
+from k2.ingest.dedupe import Deduper
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
+from k2.storage.catalog import DEAD_LETTERS, TRADES, open_catalog, read_table
+from k2.storage.seams import committed_offsets, resume_offsets, summed_property
+from k2.storage.writer import IcebergWriter
 from tests.fixtures.market import raw_batch, trade
 
 RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)
@@ -137,7 +138,7 @@ def test_a_recovered_state_never_commits_twice(settings):
 
 
 def test_no_commit_runs_after_a_failed_one(settings, monkeypatch):
-    monkeypatch.setattr("k2.sink.MAX_PENDING_COMMITS", 2)
+    monkeypatch.setattr("k2.storage.writer.MAX_PENDING_COMMITS", 2)
     gate = threading.Event()
     w = _held_writer(settings, gate, crash=True)
     w.write(arrow_batch(0, 5))

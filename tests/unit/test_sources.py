@@ -2,8 +2,9 @@ import msgspec
 from bytewax.testing import run_main
 
 from flows.ingest import build_flow
-from k2.feed import FeedConfig, SyntheticFeed, feed_batches, partition_of
-from k2.sources import FileSource, SyntheticSource, kind_for_topic
+from k2.flow.sources import FileSource, SyntheticSource
+from k2.ingest.pipeline import kind_for_topic
+from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches, partition_of
 from tests.fixtures.flow import assert_landed_exactly, read_landed
 from tests.fixtures.market import fed_per_partition, quote, trade, wire
 

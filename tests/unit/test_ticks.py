@@ -3,14 +3,15 @@ a writer that gets only ticks still commits its dead letters (and heartbeat seam
 
 from prometheus_client import REGISTRY
 
-from k2.batch import RawBatch, tick
-from k2.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog
-from k2.columnar import ArrowBatch, to_arrow
-from k2.dedupe import Deduper
-from k2.metrics import record_batch
-from k2.sequence import SequenceTracker
-from k2.sink import IcebergWriter, committed_offsets, read_table, summed_property
-from k2.validate import Rules, validate_batch
+from k2.ingest.columnar import ArrowBatch, to_arrow
+from k2.ingest.dedupe import Deduper
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
+from k2.model.batch import RawBatch, tick
+from k2.ops.metrics import record_batch
+from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog, read_table
+from k2.storage.seams import committed_offsets, summed_property
+from k2.storage.writer import IcebergWriter
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import raw_batch, trade
 

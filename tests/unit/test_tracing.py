@@ -1,4 +1,4 @@
-"""Spans per batch (k2.tracing): the real flow's steps, the Kafka reader, the trace file, OTLP/HTTP, the off path."""
+"""Spans per batch (k2.ops.tracing): the real flow's steps, the Kafka reader, the trace file, OTLP/HTTP, no tracing."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import ClassVar
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import k2.kafka
-from k2 import tracing
-from k2.batch import RawBatch, tick
-from k2.config import ConfigError, load_settings
+import k2.flow.kafka_source
+from k2.model.batch import RawBatch, tick
+from k2.ops import tracing
+from k2.ops.config import ConfigError, load_settings
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import quote, raw_batch, trade
 from tests.fixtures.traces import explain, from_sdk, path_of, read_spans
@@ -114,9 +114,9 @@ class _Consumer:
 
 
 def test_the_kafka_reader_traces_each_batch_it_returns_and_no_empty_poll(monkeypatch, memory):
-    monkeypatch.setattr(k2.kafka, "Consumer", _Consumer)
+    monkeypatch.setattr(k2.flow.kafka_source, "Consumer", _Consumer)
     monkeypatch.setattr(_Consumer, "polls", [range(10), [], range(10, 25), [], [], range(25, 30)])
-    reader = k2.kafka._PartitionReader("unused:9092", "market.trades", 3, 0, 100, tail=True)
+    reader = k2.flow.kafka_source._PartitionReader("unused:9092", "market.trades", 3, 0, 100, tail=True)
     returned = [batch for _ in range(8) for batch in reader.next_batch()]
     assert [b.offsets[0] for b in returned] == [0, 10, 25]
 
@@ -132,11 +132,11 @@ def test_the_kafka_reader_traces_each_batch_it_returns_and_no_empty_poll(monkeyp
 def test_the_off_path_imports_no_opentelemetry():
     code = """
 import sys, tempfile
-from k2 import tracing
-from k2.config import load_settings
+from k2.ops import tracing
+from k2.ops.config import load_settings
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import raw_batch, trade
-import flows.ingest, k2.kafka, k2.steps
+import flows.ingest, k2.flow.kafka_source, k2.flow.steps
 with tempfile.TemporaryDirectory() as tmp:
     settings = load_settings({}, data_dir=tmp, epoch_seconds=0.05)
     assert not tracing.configure_tracing(settings)
@@ -158,9 +158,9 @@ def test_the_trace_file_has_every_finished_span_even_after_kill_9(tmp_path):
     trace_file = tmp_path / "spans.jsonl"
     code = f"""
 import os, signal
-from k2 import tracing
-from k2.batch import RawBatch
-from k2.config import load_settings
+from k2.ops import tracing
+from k2.model.batch import RawBatch
+from k2.ops.config import load_settings
 assert tracing.configure_tracing(load_settings({{}}, data_dir={str(tmp_path)!r}, trace_file={str(trace_file)!r}))
 with tracing.batch_span("read", RawBatch("market.trades", 2, [7, 8, 9], [b"", b"", b""])):
     pass

@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from k2.schemas import Quote, Side, Trade
-from k2.validate import Rejection, Rules, decode, validate_batch
+from k2.ingest.validate import Rejection, Rules, decode, validate_batch
+from k2.model.schemas import Quote, Side, Trade
 from tests.fixtures.market import DROP, T0, quote, raw_batch, trade, wire
 
 RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)
@@ -94,7 +94,7 @@ def test_unknown_kind_is_a_rejection_not_a_crash():
 def test_a_sequence_beyond_64_bits_is_a_dead_letter_not_an_arrow_overflow(sequence):
     """Found by tests/chaos/test_fuzz.py: it passed validation and then failed the cast to the long column (or,
     for 2**63 - 1, the expected next number of a gap/reset event)."""
-    from k2.columnar import to_arrow
+    from k2.ingest.columnar import to_arrow
 
     assert reason(trade(source_sequence=sequence)) == "invalid_field:source_sequence"
     assert reason(quote(source_sequence=sequence), "quote") == "invalid_field:source_sequence"
@@ -211,7 +211,7 @@ def _exact_outcome(message, kind):
 
 @pytest.mark.parametrize("kind", ["trade", "quote"])
 def test_batch_verdicts_and_values_match_the_exact_decimal_path(kind):
-    from k2.columnar import to_arrow
+    from k2.ingest.columnar import to_arrow
 
     fields = ("price", "quantity") if kind == "trade" else ("bid_price", "bid_quantity", "ask_price", "ask_quantity")
     build = trade if kind == "trade" else quote

@@ -1,0 +1,73 @@
+"""The one place the ingest steps are built from settings: validate -> sequence check -> dedupe -> to_arrow.
+
+The Bytewax flow (`flows/ingest.py`, through `k2.flow.steps`), the realtime tail (`k2.query.hybrid`), tests and
+benchmarks take their steps from here, so every path runs the same rules, horizons and order. The stateful steps
+keep their state per source partition (`PartitionSteps`): one sequence tracker and one deduper each.
+"""
+
+from __future__ import annotations
+
+from k2.ingest.columnar import ArrowBatch, to_arrow
+from k2.ingest.dedupe import Deduper
+from k2.ingest.sequence import SequenceTracker
+from k2.ingest.validate import Rules, validate_batch
+from k2.model.batch import IngestBatch, RawBatch
+from k2.model.schemas import Kind
+from k2.ops.config import Settings
+
+
+def kind_for_topic(topic: str, settings: Settings) -> Kind | None:
+    """Which schema a topic carries: the configured topics, else by name (`...trades`, `...quotes`)."""
+    if topic == settings.trades_topic:
+        return "trade"
+    if topic == settings.quotes_topic:
+        return "quote"
+    if "quote" in topic:
+        return "quote"
+    if "trade" in topic:
+        return "trade"
+    return None
+
+
+class Pipeline:
+    """The ingest steps with one settings' rules and state bounds."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.rules = Rules.from_settings(settings)
+
+    def validate(self, raw: RawBatch) -> IngestBatch:
+        """Wire messages -> exact rows and dead letters; the schema is the topic's (a topic of neither kind makes
+        every message a dead letter)."""
+        return validate_batch(raw, kind_for_topic(raw.topic, self.settings), self.rules)  # type: ignore[arg-type]
+
+    def sequence_tracker(self) -> SequenceTracker:
+        settings = self.settings
+        return SequenceTracker(settings.reset_floor, settings.session_gap_us, settings.max_gap_ranges)
+
+    def deduper(self) -> Deduper:
+        return Deduper(self.settings.dedupe_horizon_us, self.settings.dedupe_max_keys)
+
+    def for_partition(self) -> PartitionSteps:
+        """Fresh per-partition state: feed it one source partition's batches, in offset order."""
+        return PartitionSteps(self)
+
+
+class PartitionSteps:
+    """One source partition through all the steps, with that partition's sequence and dedupe state."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.tracker = pipeline.sequence_tracker()
+        self.deduper = pipeline.deduper()
+
+    def check(self, batch: IngestBatch) -> IngestBatch:
+        """Sequence check, then dedupe, of a validated batch."""
+        return self.deduper.dedupe_batch(self.tracker.check_batch(batch))
+
+    def process(self, raw: RawBatch) -> IngestBatch:
+        return self.check(self.pipeline.validate(raw))
+
+    def to_arrow(self, raw: RawBatch) -> ArrowBatch:
+        """A raw batch all the way to the Arrow tables the writer takes."""
+        return to_arrow(self.process(raw))

@@ -1,0 +1,84 @@
+"""The units the flow carries: batches of messages from one source partition, never single ticks.
+
+A batch from one (topic, partition) keeps the partition's order and lets every step keep per-partition state;
+instruments are keyed to partitions, so per-instrument state lives with exactly one batch stream.
+
+An empty batch is a tick (see `tick`): an idle source sends one now and then so the sink's timed commits still run.
+It carries no message and no position: every step passes it on unchanged, and counts and seams stay as they were.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from k2.model.schemas import DeadLetter, Kind, Record, SequenceEvent
+
+NO_POSITION = -1  # a tick's `next_offset`: it has reached no position; never compared with a seam
+
+
+class RawBatch(msgspec.Struct, gc=False):
+    """Consecutive messages of one source partition, column-wise."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    values: list[bytes]
+    timestamps: list[int] | None = None  # µs; the source records' own timestamps when the source has them
+
+    @property
+    def key(self) -> str:
+        return position_key(self.topic, self.partition)
+
+    @property
+    def next_offset(self) -> int:
+        return self.offsets[-1] + 1 if self.offsets else NO_POSITION
+
+
+def tick(topic: str, partition: int) -> RawBatch:
+    """An empty batch from an idle source partition. Bytewax runs a sink partition (and its epoch-end snapshot)
+    only in epochs in which items reach it, so without ticks an idle stream would keep its last dead letters and
+    gap events buffered in the sink, not committed, until the next message."""
+    return RawBatch(topic, partition, [], [])
+
+
+class IngestBatch(msgspec.Struct, gc=False, kw_only=True):
+    """One raw batch as it moves through validate -> sequence-check -> dedupe.
+
+    `records[i]` came from `offsets[i]`; `classes[i]` is its sequence class once checked.
+    Conservation: messages_in == len(records) + len(dead_letters) + duplicates, at every step. The raw offsets
+    and the duplicates' offsets travel along so a writer can count exactly what lies above a seam.
+    """
+
+    topic: str
+    partition: int
+    kind: Kind
+    source_offsets: list[int]  # every message of the raw batch, ascending
+    next_offset: int
+    records: list[Record]
+    offsets: list[int]
+    source_timestamps: list[int] | None
+    dead_letters: list[DeadLetter]
+    classes: list[int] | None = None
+    sequence_events: list[SequenceEvent] = []
+    duplicate_offsets: list[int] = []
+
+    @property
+    def key(self) -> str:
+        return position_key(self.topic, self.partition)
+
+    @property
+    def messages_in(self) -> int:
+        return len(self.source_offsets)
+
+    @property
+    def first_offset(self) -> int:
+        return self.source_offsets[0]
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.duplicate_offsets)
+
+
+def position_key(topic: str, partition: int) -> str:
+    """How a source position is named in snapshot summaries: `<topic>/<partition>`."""
+    return f"{topic}/{partition}"

@@ -1,0 +1,230 @@
+"""The Iceberg catalog and K2's table definitions.
+
+Tables live in one namespace: `trades`, `quotes`, `dead_letters`, `sequence_gaps`. They are created on first use,
+partitioned by `day(timestamp)` and sorted by `(symbol, timestamp, source_sequence)`. Every row carries its source
+position (`source_topic`, `source_partition`, `source_offset`), so any row can be traced back to its message.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
+from pyiceberg.transforms import DayTransform, IdentityTransform
+from pyiceberg.types import (
+    BinaryType,
+    BooleanType,
+    DecimalType,
+    IntegerType,
+    ListType,
+    LongType,
+    MapType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from k2.ops.config import Settings
+
+T = TypeVar("T")
+
+TRADES = "trades"
+QUOTES = "quotes"
+DEAD_LETTERS = "dead_letters"
+SEQUENCE_GAPS = "sequence_gaps"
+TABLE_NAMES = (TRADES, QUOTES, DEAD_LETTERS, SEQUENCE_GAPS)
+TABLE_FOR_KIND = {"trade": TRADES, "quote": QUOTES}
+
+PRICE = DecimalType(18, 8)
+# Small row groups let DuckDB skip most of a file for one symbol's minute: it decompresses whole row groups
+# (measured on 30M trades: 1M-row groups 74 ms p50, 128k 25 ms, 32k 16 ms; files 4% larger at 32k). One day's
+# file, one symbol's minute, all columns, footers cached: 32k 10-15 ms p50, 16k 8-10, 8k 9-11 (files +0.4 %).
+TABLE_PROPERTIES = {
+    "write.parquet.row-group-limit": "16384",
+    # lz4 writes 5x faster than zstd here (0.8 vs 4.3 µs a row, measured); compaction may recompress.
+    "write.parquet.compression-codec": "lz4",
+    "format-version": "2",
+}
+
+
+def _common(first_id: int) -> list[NestedField]:
+    ids = iter(range(first_id, first_id + 100))
+    return [
+        NestedField(next(ids), "exchange", StringType(), required=True),
+        NestedField(next(ids), "symbol", StringType(), required=True),
+        NestedField(next(ids), "asset_class", StringType(), required=True),
+        NestedField(next(ids), "timestamp", TimestamptzType(), required=True),
+        NestedField(next(ids), "ingestion_timestamp", TimestamptzType(), required=False),
+        NestedField(next(ids), "currency", StringType(), required=True),
+        NestedField(next(ids), "source_sequence", LongType(), required=False),
+        NestedField(next(ids), "message_id", StringType(), required=False),
+    ]
+
+
+def _position(first_id: int) -> list[NestedField]:
+    return [
+        NestedField(first_id, "source_topic", StringType(), required=True),
+        NestedField(first_id + 1, "source_partition", IntegerType(), required=True),
+        NestedField(first_id + 2, "source_offset", LongType(), required=True),
+    ]
+
+
+def _vendor_data(field_id: int) -> NestedField:
+    value_type = MapType(field_id + 1, StringType(), field_id + 2, StringType(), value_required=False)
+    return NestedField(field_id, "vendor_data", value_type, required=False)
+
+
+TRADES_SCHEMA = Schema(
+    *_common(1),
+    NestedField(20, "trade_id", StringType(), required=True),
+    NestedField(21, "price", PRICE, required=True),
+    NestedField(22, "quantity", PRICE, required=True),
+    NestedField(23, "side", StringType(), required=True),
+    NestedField(24, "trade_conditions", ListType(25, StringType(), element_required=False), required=False),
+    _vendor_data(26),
+    *_position(40),
+)
+
+QUOTES_SCHEMA = Schema(
+    *_common(1),
+    NestedField(20, "quote_id", StringType(), required=True),
+    NestedField(21, "bid_price", PRICE, required=False),
+    NestedField(22, "bid_quantity", PRICE, required=False),
+    NestedField(23, "ask_price", PRICE, required=False),
+    NestedField(24, "ask_quantity", PRICE, required=False),
+    NestedField(25, "one_sided", BooleanType(), required=True),
+    NestedField(26, "crossed", BooleanType(), required=True),
+    _vendor_data(27),
+    *_position(40),
+)
+
+DEAD_LETTERS_SCHEMA = Schema(
+    *_position(1),
+    NestedField(4, "kind", StringType(), required=True),
+    NestedField(5, "reason", StringType(), required=True),
+    NestedField(6, "detail", StringType(), required=True),
+    NestedField(7, "raw", BinaryType(), required=True),
+    NestedField(8, "source_timestamp", TimestamptzType(), required=False),
+)
+
+SEQUENCE_GAPS_SCHEMA = Schema(
+    NestedField(1, "event", StringType(), required=True),
+    NestedField(2, "kind", StringType(), required=True),
+    NestedField(3, "exchange", StringType(), required=True),
+    NestedField(4, "symbol", StringType(), required=True),
+    NestedField(5, "session", IntegerType(), required=True),
+    NestedField(6, "expected_sequence", LongType(), required=True),
+    NestedField(7, "received_sequence", LongType(), required=True),
+    NestedField(8, "missing_count", LongType(), required=True),
+    NestedField(9, "timestamp", TimestamptzType(), required=True),
+    NestedField(10, "previous_timestamp", TimestamptzType(), required=True),
+    *_position(11),
+)
+
+SCHEMAS: dict[str, Schema] = {
+    TRADES: TRADES_SCHEMA,
+    QUOTES: QUOTES_SCHEMA,
+    DEAD_LETTERS: DEAD_LETTERS_SCHEMA,
+    SEQUENCE_GAPS: SEQUENCE_GAPS_SCHEMA,
+}
+_TIME_COLUMN = {TRADES: "timestamp", QUOTES: "timestamp", SEQUENCE_GAPS: "timestamp", DEAD_LETTERS: "source_timestamp"}
+_SORT_COLUMNS = {
+    TRADES: ("symbol", "timestamp", "source_sequence"),
+    QUOTES: ("symbol", "timestamp", "source_sequence"),
+    SEQUENCE_GAPS: ("symbol", "timestamp"),
+    DEAD_LETTERS: ("source_topic", "source_partition", "source_offset"),
+}
+
+
+def partition_spec(name: str) -> PartitionSpec:
+    source = SCHEMAS[name].find_field(_TIME_COLUMN[name])
+    return PartitionSpec(PartitionField(source.field_id, 1000, DayTransform(), "day"))
+
+
+def sort_order(name: str) -> SortOrder:
+    schema = SCHEMAS[name]
+    fields = [
+        SortField(schema.find_field(column).field_id, IdentityTransform(), SortDirection.ASC, NullOrder.NULLS_FIRST)
+        for column in _SORT_COLUMNS[name]
+    ]
+    return SortOrder(*fields)
+
+
+def sort_columns(name: str) -> tuple[str, ...]:
+    return _SORT_COLUMNS[name]
+
+
+def _retrying(action: Callable[[], T], attempts: int = 8) -> T:
+    """Workers and processes start together and race to create the catalog's own tables and ours; whoever
+    loses the race finds the object there on the next try."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (SQLAlchemyError, TableAlreadyExistsError, NamespaceAlreadyExistsError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def open_catalog(settings: Settings) -> Catalog:
+    """The configured catalog: by default SQLite under the data dir with a local warehouse folder."""
+    return _retrying(lambda: _open_catalog(settings))
+
+
+def _open_catalog(settings: Settings) -> Catalog:
+    uri = settings.resolved_catalog_uri
+    if uri.startswith("sqlite:///"):
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    properties = {"type": "sql", "uri": uri, "warehouse": settings.resolved_warehouse}
+    s3 = {
+        "s3.endpoint": settings.s3_endpoint,
+        "s3.access-key-id": settings.s3_access_key_id,
+        "s3.secret-access-key": settings.s3_secret_access_key,
+        "s3.region": settings.s3_region,
+    }
+    properties |= {key: value for key, value in s3.items() if value}
+    if settings.s3_endpoint:
+        properties["s3.force-virtual-addressing"] = "false"  # path-style, as MinIO and other local stores expect
+    if uri.startswith(("http://", "https://")):
+        properties["type"] = "rest"
+    return load_catalog(settings.catalog_name, **properties)
+
+
+def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
+    """Create the namespace and the four tables when missing; return them by name."""
+    _retrying(lambda: catalog.create_namespace_if_not_exists(namespace))
+    return {
+        name: _retrying(
+            lambda name=name: catalog.create_table_if_not_exists(
+                (namespace, name),
+                schema=SCHEMAS[name],
+                partition_spec=partition_spec(name),
+                sort_order=sort_order(name),
+                properties=dict(TABLE_PROPERTIES),  # pyiceberg pops "format-version" from the dict it is given
+            )
+        )
+        for name in TABLE_NAMES
+    }
+
+
+def read_table(table: Table, columns: Iterable[str] | None = None) -> pa.Table:
+    """The whole current content of a table (tests and small tools; queries go through the query engine)."""
+    table = table.refresh()
+    selected = tuple(columns) if columns is not None else ("*",)
+    return table.scan(selected_fields=selected).to_arrow()
+
+
+def local_path(uri: str) -> str:
+    """The file-system path of a local warehouse location (`file:///x`, `file:/x` or `/x`); others unchanged."""
+    return uri.removeprefix("file://") if uri.startswith("file:///") else uri.removeprefix("file:")
