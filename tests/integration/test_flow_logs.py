@@ -42,7 +42,7 @@ def test_batch_and_commit_lines_trace_offsets_to_snapshots(tmp_path):
 
     batches = [line for line in k2_lines if line["logger"] == "k2.flow.steps" and "first_offset" in line]
     commits = [
-        line for line in k2_lines if line["logger"] == "k2.storage.writer" and line["message"].startswith("committed")
+        line for line in k2_lines if line["logger"] == "k2.storage.commit" and line["message"].startswith("committed")
     ]
     assert batches and commits
     # Every batch is named by its source position; together they cover each partition without a hole.
