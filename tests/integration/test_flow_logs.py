@@ -3,9 +3,6 @@ snapshot whose seam covers them."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.ops.config import load_settings
 from k2.storage.catalog import open_catalog
+from tests.fixtures.flow import flow_process_env, run_flow_process
 from tests.fixtures.market import fed_per_partition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,18 +21,8 @@ DATA_TABLE = {"trade": "trades", "quote": "quotes"}
 
 @pytest.mark.slow
 def test_batch_and_commit_lines_trace_offsets_to_snapshots(tmp_path):
-    env = {
-        **os.environ,
-        "K2_DATA_DIR": str(tmp_path / "k2"),
-        "K2_SYNTHETIC_MESSAGES": "6000",
-        "K2_SYNTHETIC_SYMBOLS": "6",
-        "K2_EPOCH_SECONDS": "0.2",
-        "K2_LOG_FORMAT": "json",
-        "K2_LOG_LEVEL": "debug",
-        "K2_METRICS_PORT": "0",
-    }
-    command = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = flow_process_env(tmp_path / "k2", 6000, 6, K2_LOG_FORMAT="json", K2_LOG_LEVEL="debug", K2_METRICS_PORT="0")
+    done = run_flow_process(env)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [msgspec.json.decode(line) for line in done.stderr.splitlines() if line.startswith("{")]
     k2_lines = [line for line in lines if line["logger"].startswith("k2.")]

@@ -1,32 +1,18 @@
 """`python -m bytewax.run flows.ingest` as a user runs it: a real process, a real warehouse on disk."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.ops.config import load_settings
-from tests.fixtures.flow import assert_landed_exactly
+from tests.fixtures.flow import assert_landed_exactly, flow_process_env, run_flow_process
 from tests.fixtures.market import fed_per_partition
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_flow(env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_bytewax_run_fills_the_local_warehouse(tmp_path):
-    env = {
-        **os.environ,
-        "K2_DATA_DIR": str(tmp_path / "k2"),
-        "K2_SYNTHETIC_MESSAGES": "20000",
-        "K2_SYNTHETIC_SYMBOLS": "10",
-        "K2_EPOCH_SECONDS": "0.2",
-    }
-    done = run_flow(env)
+    done = run_flow_process(flow_process_env(tmp_path / "k2", 20_000, 10))
     assert done.returncode == 0, done.stderr[-3000:]
     settings = load_settings({}, data_dir=str(tmp_path / "k2"))
     # The oracle: the feed the process ran (K2_SYNTHETIC_*, the default seed), regenerated and counted here.
@@ -40,6 +26,6 @@ def test_bytewax_run_fills_the_local_warehouse(tmp_path):
 
 def test_bad_configuration_stops_with_a_clear_message(tmp_path):
     env = {**os.environ, "K2_DATA_DIR": str(tmp_path), "K2_EPOCH_SECONDS": "soon"}
-    done = run_flow(env)
+    done = run_flow_process(env)
     assert done.returncode != 0
     assert "K2_EPOCH_SECONDS" in done.stderr

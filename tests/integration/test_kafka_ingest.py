@@ -9,25 +9,9 @@ from flows.ingest import build_flow, default_dead_letter_publisher, default_sour
 from k2.kafka.admin import partitions_of, watermarks
 from k2.kafka.producer import publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
-from k2.ops.config import load_settings
 from k2.ops.reconcile import reconcile
-from tests.fixtures.flow import read_landed
+from tests.fixtures.flow import kafka_settings, read_landed
 from tests.fixtures.market import trade, wire
-
-
-def kafka_settings(tmp_path, bootstrap, trades, quotes, dlq):
-    return load_settings(
-        {},
-        data_dir=str(tmp_path / "k2"),
-        source="kafka",
-        kafka_bootstrap=bootstrap,
-        trades_topic=trades,
-        quotes_topic=quotes,
-        dlq_topic=dlq,
-        kafka_tail=False,
-        epoch_seconds=0.2,
-        batch_size=2_000,
-    )
 
 
 def settings_on_new_topics(tmp_path, bootstrap, kafka_topic, partitions: int):

@@ -10,35 +10,15 @@ from flows.ingest import build_flow, default_dead_letter_publisher, default_sour
 from k2 import cli
 from k2.kafka.producer import publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
-from k2.ops.config import load_settings
 from k2.query import QueryEngine
 from k2.replay import Replay, replay_to_kafka
-from tests.fixtures.flow import read_landed
+from tests.fixtures.flow import kafka_settings, read_landed
+from tests.fixtures.market import BUSINESS
 from tests.integration.test_kafka_ingest import read_topic
-
-BUSINESS = {
-    "trades": ["exchange", "symbol", "asset_class", "timestamp", "ingestion_timestamp", "currency", "source_sequence",
-               "message_id", "trade_id", "price", "quantity", "side", "trade_conditions", "vendor_data"],
-    "quotes": ["exchange", "symbol", "asset_class", "timestamp", "ingestion_timestamp", "currency", "source_sequence",
-               "message_id", "quote_id", "bid_price", "bid_quantity", "ask_price", "ask_quantity", "one_sided",
-               "crossed", "vendor_data"],
-}  # fmt: skip
 
 
 def settings_for(tmp_path, bootstrap, namespace, trades, quotes, dlq):
-    return load_settings(
-        {},
-        data_dir=str(tmp_path / "k2"),
-        namespace=namespace,
-        source="kafka",
-        kafka_bootstrap=bootstrap,
-        trades_topic=trades,
-        quotes_topic=quotes,
-        dlq_topic=dlq,
-        kafka_tail=False,
-        epoch_seconds=0.2,
-        batch_size=2_000,
-    )
+    return kafka_settings(tmp_path, bootstrap, trades, quotes, dlq, namespace=namespace)
 
 
 def run_flow(settings) -> None:

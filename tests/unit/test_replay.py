@@ -34,17 +34,10 @@ from k2.replay import (
 )
 from k2.storage.catalog import open_catalog, read_table
 from tests.fixtures.flow import run_ingest
-from tests.fixtures.market import T0, quote, raw_batch, trade
+from tests.fixtures.market import BUSINESS, T0, quote, raw_batch, trade
 
 KEY = "test-key"
 SEC = 1_000_000
-BUSINESS = {
-    "trades": ["exchange", "symbol", "asset_class", "timestamp", "ingestion_timestamp", "currency", "source_sequence",
-               "message_id", "trade_id", "price", "quantity", "side", "trade_conditions", "vendor_data"],
-    "quotes": ["exchange", "symbol", "asset_class", "timestamp", "ingestion_timestamp", "currency", "source_sequence",
-               "message_id", "quote_id", "bid_price", "bid_quantity", "ask_price", "ask_quantity", "one_sided",
-               "crossed", "vendor_data"],
-}  # fmt: skip
 
 
 def engine_for(settings) -> QueryEngine:
