@@ -12,16 +12,13 @@ apart. The maintained table is refreshed in the writer after each run, as a flow
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run_info import recorded
+from benchmarks.common import REPORTS, percentile, recorded, save_report, scratch, timed
 from k2.ingest.columnar import ArrowBatch, to_arrow
 from k2.ingest.dedupe import Deduper
 from k2.ingest.sequence import SequenceTracker
@@ -32,7 +29,7 @@ from k2.storage.catalog import TRADES, open_catalog
 from k2.storage.maintenance import MaintenancePolicy, maintain
 from k2.storage.writer import IcebergWriter
 
-REPORT = Path(__file__).resolve().parent / "reports" / "commit-latency.json"
+REPORT = REPORTS / "commit-latency.json"
 
 
 def trade_batches(count: int, size: int) -> list[ArrowBatch]:
@@ -68,9 +65,7 @@ class Side:
         self.latencies.append(self.writer.commits[-1].seconds)
         self.commits += 1
         if self.every and self.commits % self.every == 0:
-            started = time.perf_counter()
-            maintain(self.writer.tables[TRADES], self.policy)
-            self.maintenance.append(time.perf_counter() - started)
+            self.maintenance.append(timed(maintain, self.writer.tables[TRADES], self.policy)[0])
             self.writer.tables[TRADES] = self.writer.tables[TRADES].refresh()
 
     def summary(self) -> dict:
@@ -91,11 +86,9 @@ class Side:
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
     return {
-        "p50": round(pick(0.5) * 1000, 2),
-        "p95": round(pick(0.95) * 1000, 2),
+        "p50": round(percentile(values, 0.5, "upper") * 1000, 2),
+        "p95": round(percentile(values, 0.95, "upper") * 1000, 2),
         "mean": round(statistics.fmean(values) * 1000, 2),
     }
 
@@ -110,9 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     batches = trade_batches(args.commits, args.batch)
     policy = MaintenancePolicy(retain_last=args.retain, max_snapshot_age_seconds=None, min_files_to_compact=4)
-    with tempfile.TemporaryDirectory(prefix="k2-commit-latency-") as tmp:
-        plain = Side(Path(tmp), "plain", None, policy)
-        maintained = Side(Path(tmp), "maintained", args.every, policy)
+    with scratch("commit-latency") as tmp:
+        plain = Side(tmp, "plain", None, policy)
+        maintained = Side(tmp, "maintained", args.every, policy)
         block = 10
         for start in range(0, args.commits, block):
             for side in (plain, maintained) if (start // block) % 2 == 0 else (maintained, plain):
@@ -130,8 +123,7 @@ def main() -> None:
             "without_maintenance": plain.summary(),
             "with_maintenance": maintained.summary(),
         }
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(result, indent=2) + "\n")
+    save_report(result, args.report)
     for name in ("without_maintenance", "with_maintenance"):
         side = result[name]
         print(

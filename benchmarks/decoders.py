@@ -34,7 +34,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.json as pj
 
-from benchmarks.run_info import recorded, save_report
+from benchmarks.common import REPORTS, recorded, save_report
 from k2.ingest.columnar import to_arrow
 from k2.ingest.validate import Rejection, Rules, decode, validate_batch
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
@@ -42,7 +42,7 @@ from k2.model.batch import RawBatch
 from k2.model.schemas import TradeRow
 from k2.ops.config import load_settings
 
-REPORT = Path(__file__).resolve().parent / "reports" / "decoders.json"
+REPORT = REPORTS / "decoders.json"
 BATCH = 5_000
 
 # vendor_data is left out: Arrow's JSON reader cannot read a map ("JSON conversion to map<string, string> is not

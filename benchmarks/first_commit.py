@@ -27,12 +27,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -44,30 +42,28 @@ sys.path.insert(0, str(ROOT))
 
 from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError  # noqa: E402
 
+from benchmarks.common import REPORTS, percentile, recorded, save_report, scratch, timed  # noqa: E402
+from benchmarks.kafka_flow import PARTITIONS, flow_command, make_topics  # noqa: E402
+from benchmarks.kafka_flow import flow_env as kafka_flow_env  # noqa: E402
 from benchmarks.kafka_ingest import broker  # noqa: E402
-from benchmarks.kafka_ingest import flow_env as kafka_flow_env  # noqa: E402
-from benchmarks.run_info import recorded, save_report  # noqa: E402
-from k2.flow.recovery import ensure_recovery_store, flow_command  # noqa: E402
-from k2.kafka.admin import ensure_topics  # noqa: E402
 from k2.kafka.producer import publish  # noqa: E402
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.ops.config import load_settings  # noqa: E402
 from k2.storage.catalog import QUOTES, TRADES, open_catalog  # noqa: E402
 from k2.storage.seams import committed_offsets, lowest  # noqa: E402
 
-REPORT = ROOT / "benchmarks" / "reports" / "first_commit.json"
+REPORT = REPORTS / "first_commit.json"
 TARGET_S = 3.0
 COMMITS = ("commit", "recovery")
-PARTITIONS = 4
 FLOW_KEYS = {f"K2_{name}" for name in ("SOURCE", "KAFKA_BOOTSTRAP", "TRADES_TOPIC", "QUOTES_TOPIC", "DLQ_TOPIC",
                                        "KAFKA_TAIL", "DATA_DIR")}  # fmt: skip
 
 
 def flow_env(bootstrap: str, topic: str, data_dir: Path) -> dict[str, str]:
-    """The flow's environment as benchmarks/kafka_ingest.py builds it (broker, topics, data directory), bounded,
+    """The flow's environment as the Kafka benchmarks build it (broker, topics, data directory), bounded,
     with no metrics server and the trace file; every other setting at its default (no K2_* variable of the
     caller's, nor kafka_ingest's K2_EPOCH_SECONDS, reaches the flow)."""
-    env = kafka_flow_env(bootstrap, topic, str(data_dir), tail=False)
+    env = kafka_flow_env(bootstrap, topic, data_dir, tail=False)
     env = {k: v for k, v in env.items() if not k.startswith("K2_") or k in FLOW_KEYS}
     return {**env, "K2_METRICS_PORT": "0", "K2_TRACE_FILE": str(data_dir.parent / "trace.jsonl")}
 
@@ -95,10 +91,10 @@ def resume_point(found: dict[str, dict[str, int]]) -> int:
     return sum(lowest(found.values()).values())
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+def python_seconds(code: str, env: dict[str, str]) -> float:
+    """How long `python -c <code>` takes from start to exit: this machine's speed, measured beside each run."""
+    command = [sys.executable, "-c", code]
+    return timed(subprocess.run, command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)[0]
 
 
 class Trace:
@@ -132,13 +128,11 @@ class Trace:
 
 def one_run(label: str, bootstrap: str, topic: str, data_dir: Path, kill_delay: float, timeout: float) -> dict:
     env = flow_env(bootstrap, topic, data_dir)
-    python_s = timed([sys.executable, "-c", "pass"], env)
-    import_s = timed([sys.executable, "-c", "import flows.ingest"], env)
+    python_s = python_seconds("pass", env)
+    import_s = python_seconds("import flows.ingest", env)
     before = seams(data_dir)
     had_state = (data_dir / "recovery").is_dir()
-    recovery = data_dir / "recovery"
-    ensure_recovery_store(recovery)
-    command = flow_command(load_settings(env), recovery)
+    command = flow_command(data_dir, env)
     log = (data_dir.parent / f"{label}.log").open("wb")
     trace_path = Path(env["K2_TRACE_FILE"])
     t0 = time.time_ns()
@@ -200,20 +194,15 @@ def one_run(label: str, bootstrap: str, topic: str, data_dir: Path, kill_delay: 
     return run
 
 
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest rank: p95 of 10 runs is the slowest."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
 def summary(values: list[float | None]) -> dict[str, float | int] | None:
+    """Of the runs that have the figure, by nearest rank: p95 of 10 runs is the slowest."""
     present = [v for v in values if v is not None]
     if not present:
         return None
     return {
         "n": len(present),
-        "p50_s": percentile(present, 50),
-        "p95_s": percentile(present, 95),
+        "p50_s": percentile(present, 0.50, "nearest"),
+        "p95_s": percentile(present, 0.95, "nearest"),
         "max_s": max(present),
     }
 
@@ -237,17 +226,17 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     published = 0
     started = time.perf_counter()
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="k2-first-commit-") as tmp:
+    with broker() as bootstrap, scratch("first-commit") as tmp:
         topic = f"bench-first-commit-{uuid.uuid4().hex[:8]}"
-        ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=PARTITIONS)
+        make_topics(bootstrap, topic)
         feed = messages(topic)
-        data_dir = Path(tmp) / "data"
+        data_dir = tmp / "data"
         for i in range(1 + args.restarts):
             left = published - resume_point(seams(data_dir))
             if left < args.messages // 2:
-                t = time.perf_counter()
-                published += publish(bootstrap, itertools.islice(feed, args.messages - left))
-                print(f"published up to {published:,} messages ({time.perf_counter() - t:.1f} s)", flush=True)
+                seconds, count = timed(publish, bootstrap, itertools.islice(feed, args.messages - left))
+                published += count
+                print(f"published up to {published:,} messages ({seconds:.1f} s)", flush=True)
             label = "clean" if i == 0 else f"restart-{i}"
             run = one_run(label, bootstrap, topic, data_dir, round(delays.uniform(1.0, 2.0), 3), args.timeout)
             runs.append(run)

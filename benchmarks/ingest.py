@@ -10,11 +10,8 @@ reordering) with the same GC settings, in the same run, alternating, so the rati
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bytewax.testing import TestingSource, cluster_main, run_main
 
-from benchmarks.run_info import recorded
+from benchmarks.common import REPORTS, machine, recorded, save_report, scratch, timed
 from flows.ingest import build_flow
 from k2.flow.steps import tune_process
 from k2.ingest.dedupe import Deduper
@@ -34,8 +31,6 @@ from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.model.batch import RawBatch
 from k2.ops.config import load_settings
 from k2.storage.catalog import TABLE_NAMES, open_catalog, read_table
-
-REPORT_DIR = Path(__file__).resolve().parent / "reports"
 
 
 def plain_loop(batches: list[RawBatch], settings) -> int:
@@ -52,8 +47,8 @@ def plain_loop(batches: list[RawBatch], settings) -> int:
     return kept
 
 
-def flow_run(batches: list[RawBatch], data_dir: str, epoch_seconds: float, workers: int = 1) -> dict[str, int]:
-    settings = load_settings({}, data_dir=data_dir, epoch_seconds=epoch_seconds)
+def flow_run(batches: list[RawBatch], data_dir: Path, epoch_seconds: float, workers: int = 1) -> dict[str, int]:
+    settings = load_settings({}, data_dir=str(data_dir), epoch_seconds=epoch_seconds)
     flow = build_flow(TestingSource(batches), settings)
     if workers == 1:
         run_main(flow, epoch_interval=timedelta(seconds=epoch_seconds))
@@ -74,7 +69,7 @@ def main() -> None:
     parser.add_argument("--epoch-seconds", type=float, default=1.0)
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--workers", type=int, default=1, help="Bytewax workers for the flow (like -w)")
-    parser.add_argument("--out", type=Path, default=REPORT_DIR / "ingest.json")
+    parser.add_argument("--out", type=Path, default=REPORTS / "ingest.json")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -91,19 +86,16 @@ def main() -> None:
     # Warm-up on a small slice: the first commit imports pyiceberg's write path (~0.6 s measured), a one-off
     # cost that is not throughput.
     plain_loop(batches[:4], settings)
-    with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
+    with scratch("bench") as tmp:
         flow_run(batches[:4], tmp, args.epoch_seconds, args.workers)
 
     plain, flow = [], []
     landed: dict[str, int] = {}
     for round_no in range(args.rounds):
-        t = time.perf_counter()
-        plain_loop(batches, settings)
-        plain.append(sent / (time.perf_counter() - t))
-        with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
-            t = time.perf_counter()
-            landed = flow_run(batches, tmp, args.epoch_seconds, args.workers)
-            flow.append(sent / (time.perf_counter() - t))
+        plain.append(sent / timed(plain_loop, batches, settings)[0])
+        with scratch("bench") as tmp:
+            seconds, landed = timed(flow_run, batches, tmp, args.epoch_seconds, args.workers)
+            flow.append(sent / seconds)
         print(
             f"round {round_no + 1}: plain {plain[-1]:,.0f} msg/s, flow {flow[-1]:,.0f} msg/s, landed {landed}",
             flush=True,
@@ -127,14 +119,9 @@ def main() -> None:
             "gaps": feed.stats.gaps,
             "reordered": feed.stats.reordered,
         },
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": __import__("os").cpu_count(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_report(result, args.out)
     print(f"\nplain loop  {result['plain_msgs_per_s']:>12,.0f} msg/s (median of {args.rounds})")
     print(f"flow        {result['flow_msgs_per_s']:>12,.0f} msg/s (median of {args.rounds}, Iceberg commits included)")
     print(f"ratio       {result['ratio']:>12.2f}  (target >= 0.5, and flow >= 150,000 msg/s)")

@@ -19,10 +19,8 @@ import importlib.util
 import itertools
 import json
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,21 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
-from pyiceberg.exceptions import NoSuchTableError  # noqa: E402
 
-from benchmarks.run_info import recorded  # noqa: E402
-from k2.flow.recovery import ensure_recovery_store  # noqa: E402
-from k2.flow.recovery import flow_command as flow_command_for  # noqa: E402
+from benchmarks.common import REPORTS, percentile, recorded, rss_bytes, save_report, scratch, timed, wait_until  # noqa: E402
+from benchmarks.kafka_flow import committed_at, flow_command, flow_env, make_topics, trade_seams  # noqa: E402
 from k2.flow.steps import tune_process  # noqa: E402
 from k2.ingest.validate import Rules, validate_batch  # noqa: E402
-from k2.kafka.admin import ensure_topics, partitions_of  # noqa: E402
+from k2.kafka.admin import partitions_of  # noqa: E402
 from k2.kafka.producer import CheckedProducer, make_producer, publish  # noqa: E402
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.model.batch import RawBatch  # noqa: E402
 from k2.ops.config import load_settings  # noqa: E402
 from k2.storage.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
 
-REPORT = Path(__file__).resolve().parent / "reports" / "kafka_ingest.json"
+REPORT = REPORTS / "kafka_ingest.json"
 
 
 @contextlib.contextmanager
@@ -91,32 +87,10 @@ def plain_consume_loop(bootstrap: str, topic: str, total: int) -> float:
     return total / elapsed
 
 
-def flow_env(bootstrap: str, topic: str, data_dir: str, tail: bool) -> dict[str, str]:
-    return {
-        **os.environ,
-        "K2_SOURCE": "kafka",
-        "K2_KAFKA_BOOTSTRAP": bootstrap,
-        "K2_TRADES_TOPIC": topic,
-        "K2_QUOTES_TOPIC": f"{topic}-quotes",
-        "K2_DLQ_TOPIC": f"{topic}-dlq",
-        "K2_KAFKA_TAIL": str(tail).lower(),
-        "K2_DATA_DIR": data_dir,
-        "K2_EPOCH_SECONDS": os.environ.get("K2_EPOCH_SECONDS", "1.0"),
-    }
-
-
-def flow_command(data_dir: str, env: dict[str, str]) -> list[str]:
-    """The flow as `scripts/ingest.sh` runs it in production: Bytewax recovery on, snapshots every
-    K2_SNAPSHOT_SECONDS (the sink's pending rows are serialised into the recovery store each time)."""
-    recovery = Path(data_dir) / "recovery"
-    ensure_recovery_store(recovery)
-    return flow_command_for(load_settings(env), recovery)
-
-
 def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[str, float]]:
     """msgs/s of the whole flow process (start-up included), its peak RSS in bytes (sampled every 50 ms), and
     when its first commit landed with the rate from then on (to tell start-up from steady state)."""
-    with tempfile.TemporaryDirectory(prefix="k2-bench-") as tmp:
+    with scratch("bench") as tmp:
         wall_start, started = time.time(), time.perf_counter()
         env = flow_env(bootstrap, topic, tmp, tail=False)
         process = subprocess.Popen(flow_command(tmp, env), cwd=ROOT, env=env)
@@ -127,7 +101,7 @@ def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[s
         elapsed = time.perf_counter() - started
         if process.returncode != 0:
             raise SystemExit(f"flow failed with exit code {process.returncode}")
-        settings = load_settings({}, data_dir=tmp)
+        settings = load_settings({}, data_dir=str(tmp))
         table = ensure_tables(open_catalog(settings), settings.namespace)[TRADES]
         snapshots = [s for s in table.snapshots() if s.summary and "k2.messages" in s.summary.additional_properties]
     first = snapshots[0]
@@ -140,36 +114,9 @@ def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[s
     return total / elapsed, peak, steady
 
 
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def trade_seams(data_dir: str) -> list[tuple[float, dict[str, int]]]:
-    """(commit time in s, seam) of every snapshot of the trades table a flow writes under `data_dir` (none before
-    the flow has created it: this process only reads, so it never races the flow to create the tables)."""
-    settings = load_settings({}, data_dir=data_dir)
-    try:
-        table = open_catalog(settings).load_table((settings.namespace, TRADES))
-    except NoSuchTableError:
-        return []
-    return [
-        (s.timestamp_ms / 1000, json.loads(s.summary.additional_properties.get("k2.kafka.offsets", "{}")))
-        for s in table.snapshots()
-    ]
-
-
 def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"latency run: {what} not within {timeout:.0f} s")
-        time.sleep(0.5)
+    if not wait_until(condition, timeout, pause=0.5):
+        raise SystemExit(f"latency run: {what} not within {timeout:.0f} s")
 
 
 def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
@@ -177,8 +124,8 @@ def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     not commit latency: it took 4 s on a quiet machine and 47 s on a loaded one), and every timed message is waited
     for until committed (a fixed wait left the slowest out of the percentiles)."""
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)
-    with tempfile.TemporaryDirectory(prefix="k2-latency-") as tmp:
+    make_topics(bootstrap, topic)
+    with scratch("latency") as tmp:
         env = flow_env(bootstrap, topic, tmp, tail=True)
         flow = subprocess.Popen(flow_command(tmp, env), cwd=ROOT, env=env)
         sent: dict[tuple[int, int], float] = {}
@@ -221,18 +168,16 @@ def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
         commits = trade_seams(tmp)
     latencies = []
     for (partition, offset), at in sent.items():
-        key = f"{topic}/{partition}"
-        committed = next((ts for ts, seam in commits if seam.get(key, 0) > offset), None)
+        committed = committed_at(commits, topic, partition, offset)
         if committed is not None:
             latencies.append(committed - at)
-    latencies.sort()
     return {
         "rate": rate,
         "messages": len(sent),
         "committed": len(latencies),
-        "p50_s": statistics.median(latencies),
-        "p99_s": latencies[int(len(latencies) * 0.99) - 1],
-        "max_s": latencies[-1],
+        "p50_s": percentile(latencies, 0.50),
+        "p99_s": percentile(latencies, 0.99, "nearest"),
+        "max_s": max(latencies),
     }
 
 
@@ -246,11 +191,10 @@ def main() -> None:
     tune_process()
     with broker() as bootstrap:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
-        ensure_topics(bootstrap, [topic, f"{topic}-quotes", f"{topic}-dlq"], partitions=4)
+        make_topics(bootstrap, topic)
         feed = SyntheticFeed(FeedConfig(messages=args.messages, quote_ratio=0.0, symbols=500))
-        t = time.perf_counter()
-        total = publish(bootstrap, ((topic, key, value) for _, key, value in feed.messages()))
-        print(f"published {total:,} messages in {time.perf_counter() - t:.1f}s", flush=True)
+        seconds, total = timed(publish, bootstrap, ((topic, key, value) for _, key, value in feed.messages()))
+        print(f"published {total:,} messages in {seconds:.1f}s", flush=True)
         plain = plain_consume_loop(bootstrap, topic, total)
         print(f"(a) plain consume + decode + validate: {plain:,.0f} msg/s", flush=True)
         flow, rss, steady = flow_run(bootstrap, topic, total)
@@ -277,8 +221,7 @@ def main() -> None:
         "flow_msgs_per_s_after_first_commit": steady["msgs_per_s_after_first_commit"],
         "latency": latency,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_report(result, args.out)
     print(f"ratio {flow / plain:.2f} (targets: flow >= 150,000 msg/s and >= 0.5x; RSS <= 400 MB; p99 <= 2 s)")
 
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -36,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
 
-from benchmarks.kafka_ingest import broker, flow_env  # noqa: E402
-from benchmarks.run_info import recorded, save_report  # noqa: E402
-from k2.kafka.admin import ensure_topics  # noqa: E402
+from benchmarks.common import REPORTS, percentile, recorded, save_report, scratch, wait_until  # noqa: E402
+from benchmarks.kafka_flow import committed_at, flow_env, make_topics, snapshot_seams  # noqa: E402
+from benchmarks.kafka_ingest import broker  # noqa: E402
 from k2.kafka.producer import CheckedProducer, make_producer  # noqa: E402
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.model.schemas import AssetClass, Side, Trade, encode  # noqa: E402
@@ -47,7 +45,7 @@ from k2.query import QueryEngine, ticks_between  # noqa: E402
 from k2.query.hybrid import start_follower  # noqa: E402
 from k2.storage.catalog import TRADES  # noqa: E402
 
-REPORT = Path(__file__).resolve().parent / "reports" / "queryable_latency.json"
+REPORT = REPORTS / "queryable_latency.json"
 PROBE_EXCHANGE, PROBE_SYMBOL = "XNAS", "ZZPROBE"  # sorts after every synthetic symbol: its own row-group range
 PROBE_KEY = f"{PROBE_EXCHANGE}:{PROBE_SYMBOL}".encode()
 POLL_PAUSE_S = 0.01
@@ -126,19 +124,14 @@ class ProbePoller(threading.Thread):
 
 
 def percentiles(samples: list[float]) -> dict[str, float | int]:
-    ordered = sorted(samples)
-    if not ordered:
+    if not samples:
         return {"n": 0}
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 4)
-
     return {
-        "n": len(ordered),
-        "p50_s": round(statistics.median(ordered), 4),
-        "p95_s": at(0.95),
-        "p99_s": at(0.99),
-        "max_s": round(ordered[-1], 4),
+        "n": len(samples),
+        "p50_s": round(percentile(samples, 0.50), 4),
+        "p95_s": round(percentile(samples, 0.95, "upper"), 4),
+        "p99_s": round(percentile(samples, 0.99, "upper"), 4),
+        "max_s": round(max(samples), 4),
     }
 
 
@@ -152,19 +145,19 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     probe_every = max(1, args.rate // args.probes_per_second)
 
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="k2-queryable-") as data_dir:
+    with broker() as bootstrap, scratch("queryable") as data_dir:
         topic = f"bench-queryable-{uuid.uuid4().hex[:8]}"
         env = flow_env(bootstrap, topic, data_dir, tail=True) | {"K2_EPOCH_SECONDS": str(args.epoch_seconds)}
         settings = load_settings(
             {},
-            data_dir=data_dir,
+            data_dir=str(data_dir),
             source="kafka",
             kafka_bootstrap=bootstrap,
             trades_topic=env["K2_TRADES_TOPIC"],
             quotes_topic=env["K2_QUOTES_TOPIC"],
             dlq_topic=env["K2_DLQ_TOPIC"],
         )
-        ensure_topics(bootstrap, [settings.trades_topic, settings.quotes_topic, settings.dlq_topic], partitions=4)
+        make_topics(bootstrap, topic)
         flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.ingest"], cwd=ROOT, env=env)
         engine = QueryEngine.from_settings(settings)
         follower = start_follower(settings, engine)
@@ -203,9 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
             probes.producer.flush()
             produced_s = time.time() - started
             offsets = probes.offsets
-            deadline = time.time() + 30.0  # the last epochs commit and the pollers see them
-            while time.time() < deadline and not all(us in pollers["committed"].seen_at for us in offsets):
-                time.sleep(0.1)
+            # the last epochs commit and the pollers see them
+            wait_until(lambda: all(us in pollers["committed"].seen_at for us in offsets), timeout=30.0)
         finally:
             stop.set()
             for poller in pollers.values():
@@ -215,16 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
             engine.close()
             flow.terminate()
             flow.wait(timeout=30)
-        commits = []
-        table = engine.catalog.load_table((settings.namespace, TRADES))
-        for snapshot in table.snapshots():
-            seam = json.loads(snapshot.summary.additional_properties.get("k2.kafka.offsets", "{}"))
-            commits.append((snapshot.timestamp_ms / 1000, seam))
+        commits = snapshot_seams(engine.catalog.load_table((settings.namespace, TRADES)))
 
-    def committed_at(partition: int, offset: int) -> float | None:
-        return next((at for at, seam in commits if seam.get(f"{topic}/{partition}", 0) > offset), None)
-
-    committed = [at - us / 1e6 for us, (p, o) in offsets.items() if (at := committed_at(p, o)) is not None]
+    committed = [
+        at - us / 1e6 for us, (p, o) in offsets.items() if (at := committed_at(commits, topic, p, o)) is not None
+    ]
     latency = {
         name: [seen - us / 1e6 for us, seen in poller.seen_at.items() if us in offsets]
         for name, poller in pollers.items()

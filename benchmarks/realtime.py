@@ -15,9 +15,7 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from bytewax.testing import run_main  # noqa: E402
 
+from benchmarks.common import REPORTS, percentile, recorded, save_report, scratch, timed, wait_until  # noqa: E402
 from benchmarks.kafka_ingest import broker  # noqa: E402
-from benchmarks.run_info import recorded, save_report  # noqa: E402
 from flows.ingest import build_flow, default_source  # noqa: E402
 from k2.kafka.admin import ensure_topics  # noqa: E402
 from k2.kafka.producer import publish  # noqa: E402
@@ -36,21 +34,14 @@ from k2.ops.config import load_settings  # noqa: E402
 from k2.query import QueryEngine, latest_by_symbol, latest_indexes, ticks_between  # noqa: E402
 from k2.query.hybrid import start_follower  # noqa: E402
 
-REPORT = ROOT / "benchmarks" / "reports" / "realtime.json"
+REPORT = REPORTS / "realtime.json"
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
     return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 3),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] * 1000, 3),
+        "p50_ms": round(percentile(samples, 0.50) * 1000, 3),
+        "p95_ms": round(percentile(samples, 0.95, "upper") * 1000, 3),
     }
-
-
-def timed(call) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = call()
-    return time.perf_counter() - started, result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -65,11 +56,11 @@ def main(argv: list[str] | None = None) -> dict:
         args.committed, args.tail, args.queries = 20_000, 10_000, 20
     feed = SyntheticFeed(FeedConfig(messages=args.committed + args.tail, symbols=50, seed=21, partitions=4))
     messages = list(feed.messages())
-    with broker() as bootstrap, tempfile.TemporaryDirectory() as data_dir:
+    with broker() as bootstrap, scratch("realtime") as data_dir:
         run = f"bench-rt-{os.getpid()}-{int(time.time())}"
         settings = load_settings(
             {},
-            data_dir=data_dir,
+            data_dir=str(data_dir),
             source="kafka",
             kafka_bootstrap=bootstrap,
             trades_topic=f"{run}.trades",
@@ -90,12 +81,14 @@ def main(argv: list[str] | None = None) -> dict:
         assert follower is not None, "the tail follower did not start"
         try:
             # The follower first re-reads the warm-up window below the seams: measure once it has caught up.
-            started = time.perf_counter()
-            while True:
+            first = None
+
+            def caught_up() -> bool:
+                nonlocal first
                 first = ticks_between(engine, "trades", limit=1, realtime=True)
-                if (first.freshness.tail and first.freshness.tail.complete) or time.perf_counter() - started > 120:
-                    break
-            catch_up = time.perf_counter() - started
+                return bool(first.freshness.tail and first.freshness.tail.complete)
+
+            catch_up, _ = timed(wait_until, caught_up, timeout=120, pause=0)
             tail_rows = first.freshness.tail.rows if first.freshness.tail else 0
             committed_rows = engine.plan("trades")[1].rows
             indexes = latest_indexes()

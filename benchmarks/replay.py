@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from bytewax.testing import TestingSource, run_main  # noqa: E402
 
+from benchmarks.common import REPORTS, machine, recorded, save_report, scratch, timed, wait_until  # noqa: E402
 from benchmarks.kafka_ingest import broker  # noqa: E402
-from benchmarks.run_info import recorded, save_report  # noqa: E402
 from flows.ingest import build_flow  # noqa: E402
 from k2.kafka.admin import ensure_topics  # noqa: E402
 from k2.kafka.producer import CheckedProducer, make_producer  # noqa: E402
@@ -42,7 +40,7 @@ from k2.ops.config import load_settings  # noqa: E402
 from k2.query import QueryEngine  # noqa: E402
 from k2.replay import Replay, replay_to_kafka  # noqa: E402
 
-REPORT = Path(__file__).resolve().parent / "reports" / "replay.json"
+REPORT = REPORTS / "replay.json"
 
 
 def fill_tables(settings, rows: int) -> None:
@@ -56,16 +54,16 @@ def wait_for_leaders(bootstrap: str, topics: list[str], timeout: float = 60.0) -
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def led() -> bool:
         found = admin.list_topics(timeout=10).topics
-        if all(
+        return all(
             t in found and found[t].partitions and all(p.leader >= 0 for p in found[t].partitions.values())
             for t in topics
-        ):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"topics without leaders after {timeout:.0f}s")
+        )
+
+    if not wait_until(led, timeout, pause=0.2):
+        raise TimeoutError(f"topics without leaders after {timeout:.0f}s")
 
 
 def raw_produce(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> float:
@@ -84,17 +82,13 @@ def raw_produce(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> flo
 
 
 def replay_run(engine: QueryEngine, bootstrap: str, topics: dict[str, str], rows: int) -> float:
-    started = time.perf_counter()
-    result = replay_to_kafka(Replay(engine), bootstrap, topics, create_topics=False)
-    elapsed = time.perf_counter() - started
+    elapsed, result = timed(lambda: replay_to_kafka(Replay(engine), bootstrap, topics, create_topics=False))
     assert result.rows == rows, (result.rows, rows)
     return rows / elapsed
 
 
 def read_encode(engine: QueryEngine, rows: int) -> float:
-    started = time.perf_counter()
-    count = sum(1 for _ in Replay(engine).messages())
-    elapsed = time.perf_counter() - started
+    elapsed, count = timed(lambda: sum(1 for _ in Replay(engine).messages()))
     assert count == rows
     return rows / elapsed
 
@@ -110,11 +104,9 @@ def main() -> None:
         args.rows, args.rounds = 20_000, 1
     out = args.out or (Path(tempfile.gettempdir()) / "k2-replay-quick.json" if args.quick else REPORT)
 
-    with tempfile.TemporaryDirectory(prefix="k2-replay-bench-") as tmp, broker() as bootstrap:
-        settings = load_settings({}, data_dir=str(Path(tmp) / "k2"), epoch_seconds=1.0)
-        started = time.perf_counter()
-        fill_tables(settings, args.rows)
-        fill_seconds = time.perf_counter() - started
+    with scratch("replay-bench") as tmp, broker() as bootstrap:
+        settings = load_settings({}, data_dir=str(tmp / "k2"), epoch_seconds=1.0)
+        fill_seconds, _ = timed(fill_tables, settings, args.rows)
         engine = QueryEngine.from_settings(settings)
         replay = Replay(engine)
         rows = replay.count()
@@ -165,7 +157,7 @@ def main() -> None:
         "ratio": max(replay_rates) / max(raw_rates),
         "read_encode_rows_per_s": max(encode_rates),
         "all_rounds": {"raw_produce": raw_rates, "replay": replay_rates, "read_encode": encode_rates},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "command": "uv run python benchmarks/replay.py" + (" --quick" if args.quick else ""),
     }
     save_report(report, out)

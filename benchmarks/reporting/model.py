@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+MB = 1_000_000  # the issues state memory targets in MB
+
 
 class Source(msgspec.Struct, frozen=True):
     """One benchmark JSON report: which run a figure came from."""
