@@ -19,10 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPORTS, percentile, recorded, save_report, scratch, timed
-from k2.ingest.columnar import ArrowBatch, to_arrow
-from k2.ingest.dedupe import Deduper
-from k2.ingest.sequence import SequenceTracker
-from k2.ingest.validate import Rules, validate_batch
+from k2.ingest.columnar import ArrowBatch
+from k2.ingest.pipeline import Pipeline
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.ops.config import load_settings
 from k2.storage.catalog import TRADES, open_catalog
@@ -35,14 +33,13 @@ REPORT = REPORTS / "commit-latency.json"
 def trade_batches(count: int, size: int) -> list[ArrowBatch]:
     """`count` Arrow batches of about `size` trades each, through the flow's own steps."""
     settings = load_settings({})
-    rules = Rules.from_settings(settings)
     feed = SyntheticFeed(FeedConfig(messages=count * size * 3, partitions=1))
-    tracker, deduper = SequenceTracker(), Deduper(settings.dedupe_horizon_us, settings.dedupe_max_keys)
+    steps = Pipeline(settings).for_partition()
     batches = []
     for raw in feed_batches(feed, batch_size=size):
         if raw.topic != feed.config.trades_topic:
             continue
-        batches.append(to_arrow(deduper.dedupe_batch(tracker.check_batch(validate_batch(raw, "trade", rules)))))
+        batches.append(steps.to_arrow(raw))
         if len(batches) == count:
             return batches
     raise RuntimeError(f"the feed gave only {len(batches)} trade batches")

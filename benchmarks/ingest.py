@@ -23,10 +23,7 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 from benchmarks.common import REPORTS, machine, recorded, save_report, scratch, timed
 from flows.ingest import build_flow
 from k2.flow.steps import tune_process
-from k2.ingest.dedupe import Deduper
-from k2.ingest.pipeline import kind_for_topic
-from k2.ingest.sequence import SequenceTracker
-from k2.ingest.validate import Rules, validate_batch
+from k2.ingest.pipeline import PartitionSteps, Pipeline
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.model.batch import RawBatch
 from k2.ops.config import load_settings
@@ -35,15 +32,12 @@ from k2.storage.catalog import TABLE_NAMES, open_catalog, read_table
 
 def plain_loop(batches: list[RawBatch], settings) -> int:
     """Decode, validate, sequence-check and dedupe in a plain loop: the same k2 functions, no Bytewax, no Iceberg."""
-    rules = Rules.from_settings(settings)
-    trackers: dict[str, SequenceTracker] = {}
-    dedupers: dict[str, Deduper] = {}
+    pipeline = Pipeline(settings)
+    partitions: dict[str, PartitionSteps] = {}
     kept = 0
     for raw in batches:
-        batch = validate_batch(raw, kind_for_topic(raw.topic, settings), rules)  # type: ignore[arg-type]
-        tracker = trackers.setdefault(raw.key, SequenceTracker())
-        deduper = dedupers.setdefault(raw.key, Deduper(settings.dedupe_horizon_us, settings.dedupe_max_keys))
-        kept += len(deduper.dedupe_batch(tracker.check_batch(batch)).records)
+        steps = partitions.get(raw.key) or partitions.setdefault(raw.key, pipeline.for_partition())
+        kept += len(steps.process(raw).records)
     return kept
 
 
