@@ -23,7 +23,7 @@ _LIMIT = Decimal(10) ** (PRICE_PRECISION - PRICE_SCALE)
 # anything larger would fail the Arrow cast after validation, so it is rejected here.
 MAX_SEQUENCE = 2**63 - 2
 _ENUM_REASONS = {"side": "unknown_side", "asset_class": "unknown_asset_class"}
-_DECIMAL_FIELDS = {"price", "quantity", "bid_price", "bid_quantity", "ask_price", "ask_quantity"}
+DECIMAL_FIELDS = {"price", "quantity", "bid_price", "bid_quantity", "ask_price", "ask_quantity"}
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _PATH = re.compile(r" - at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -55,7 +55,7 @@ def reason_for(exc: msgspec.ValidationError) -> str:
     field = path.group(1)
     if field in _ENUM_REASONS and "Invalid enum value" in text:
         return _ENUM_REASONS[field]
-    if field in _DECIMAL_FIELDS:
+    if field in DECIMAL_FIELDS:
         return f"bad_decimal:{field}"
     return f"invalid_field:{field}"
 

@@ -12,11 +12,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 import msgspec
 
-from k2.ingest.checks import MAX_SEQUENCE, QUANTUM, Rejection, Rules, check_quote, check_trade, reason_for
+from k2.ingest.checks import (
+    DECIMAL_FIELDS,
+    MAX_SEQUENCE,
+    QUANTUM,
+    Rejection,
+    Rules,
+    check_quote,
+    check_trade,
+    reason_for,
+)
 from k2.model.batch import IngestBatch, RawBatch
 from k2.model.schemas import DeadLetter, Kind, Quote, QuoteRow, Record, Row, Trade, TradeRow
 
@@ -231,40 +241,18 @@ def _text(value: Decimal | None) -> str | None:
 
 
 def as_row(record: Record) -> Row:
-    """The row form of a validated `Trade` or `Quote` (decimals as exact text)."""
-    if isinstance(record, Trade):
-        return TradeRow(
-            exchange=record.exchange,
-            symbol=record.symbol,
-            asset_class=record.asset_class.value,  # type: ignore[arg-type]
-            timestamp=record.timestamp,
-            currency=record.currency,
-            trade_id=record.trade_id,
-            price=_text(record.price),  # type: ignore[arg-type]
-            quantity=_text(record.quantity),  # type: ignore[arg-type]
-            side=record.side.value,  # type: ignore[arg-type]
-            trade_conditions=record.trade_conditions,
-            ingestion_timestamp=record.ingestion_timestamp,
-            source_sequence=record.source_sequence,
-            vendor_data=record.vendor_data,
-            message_id=record.message_id,
-        )
-    return QuoteRow(
-        exchange=record.exchange,
-        symbol=record.symbol,
-        asset_class=record.asset_class.value,  # type: ignore[arg-type]
-        timestamp=record.timestamp,
-        currency=record.currency,
-        quote_id=record.quote_id,
-        bid_price=_text(record.bid_price),
-        bid_quantity=_text(record.bid_quantity),
-        ask_price=_text(record.ask_price),
-        ask_quantity=_text(record.ask_quantity),
-        ingestion_timestamp=record.ingestion_timestamp,
-        source_sequence=record.source_sequence,
-        vendor_data=record.vendor_data,
-        message_id=record.message_id,
-    )
+    """The row form of a validated `Trade` or `Quote`: the same fields, decimals as exact text, enums as names."""
+    row_type = TradeRow if isinstance(record, Trade) else QuoteRow
+    values = {}
+    for name in row_type.__struct_fields__:
+        value = getattr(record, name, None)
+        if name in DECIMAL_FIELDS:
+            value = _text(value)
+        elif isinstance(value, Enum):
+            value = value.value
+        if value is not None:
+            values[name] = value
+    return row_type(**values)
 
 
 _CHECKS: dict[str, Callable[..., Rejection | None]] = {"trade": check_trade, "quote": check_quote}

@@ -50,23 +50,20 @@ def test_up_at_once_down_one_level_per_calm_period_and_no_flapping():
     for _ in range(5):
         clock.now += 30
         assert m.update(Signals(0, 0, 14.0, 0)) is Level.CRITICAL
-    # Calm: one step down per cool-down period, not before
-    clock.now += 1
-    assert m.update(CALM) is Level.CRITICAL
-    clock.now += 9.5
-    assert m.update(CALM) is Level.CRITICAL
-    clock.now += 0.5
-    assert m.update(CALM) is Level.HIGH
-    clock.now += 5
-    assert m.update(CALM) is Level.HIGH
-    # A spike in between restarts the calm period
-    assert m.update(Signals(0, 0, 5.5, 0)) is Level.HIGH
-    clock.now += 6
-    assert m.update(CALM) is Level.HIGH
-    clock.now += 10
-    assert m.update(CALM) is Level.ELEVATED
-    clock.now += 10
-    assert m.update(CALM) is Level.NORMAL
+    spike = Signals(0, 0, 5.5, 0)
+    steps = [  # (seconds later, signals, level): calm steps down one level per cool-down period, not before
+        (1, CALM, Level.CRITICAL),
+        (9.5, CALM, Level.CRITICAL),
+        (0.5, CALM, Level.HIGH),
+        (5, CALM, Level.HIGH),
+        (0, spike, Level.HIGH),  # a spike in between restarts the calm period
+        (6, CALM, Level.HIGH),
+        (10, CALM, Level.ELEVATED),
+        (10, CALM, Level.NORMAL),
+    ]
+    for seconds, signals, level in steps:
+        clock.now += seconds
+        assert m.update(signals) is level, (clock.now, signals)
     assert [(a, b) for a, b, _ in m.changes] == [
         (Level.NORMAL, Level.CRITICAL),
         (Level.CRITICAL, Level.HIGH),

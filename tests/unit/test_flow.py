@@ -1,6 +1,5 @@
 """The whole ingest flow on TestingSource, into a real temp-dir Iceberg warehouse, read back with pyiceberg."""
 
-from collections import Counter
 from decimal import Decimal
 
 import pyarrow.compute as pc
@@ -8,7 +7,7 @@ import pyarrow.parquet as pq
 
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.storage.catalog import open_catalog
-from tests.fixtures.flow import read_landed, run_ingest
+from tests.fixtures.flow import read_landed, rows_per_partition, run_ingest
 from tests.fixtures.market import DROP, T0, fed_per_partition, quote, raw_batch, trade
 
 
@@ -71,13 +70,7 @@ def test_conservation_on_the_synthetic_feed(settings):
     batches = list(feed_batches(feed, batch_size=997))
     landed = run_ingest(settings, batches)
     assert landed.messages == fed_per_partition(batches)  # what the flow read, per partition, is what it was fed
-    per_partition = Counter()
-    for name in ("trades", "quotes", "dead_letters"):
-        table = landed.tables[name]
-        for topic, partition in zip(
-            table["source_topic"].to_pylist(), table["source_partition"].to_pylist(), strict=True
-        ):
-            per_partition[f"{topic}/{partition}"] += 1
+    per_partition = rows_per_partition(landed)
     for key, messages in landed.messages.items():
         assert per_partition[key] + landed.duplicates[key] == messages, key
     assert sum(landed.messages.values()) == feed.stats.sent >= 30_000

@@ -31,7 +31,7 @@ from k2.loaders import (
 from k2.model.schemas import Quote, Trade
 from k2.ops.cli import main
 from k2.ops.config import load_settings
-from tests.fixtures.flow import read_landed, run_ingest
+from tests.fixtures.flow import read_landed, rows_per_partition, run_ingest
 from tests.fixtures.market import fed_per_partition, trade, wire
 
 pytestmark = pytest.mark.unit
@@ -241,14 +241,7 @@ def test_asx_files_through_the_flow_into_iceberg_every_line_accounted_for(settin
     # Conservation per source partition: every line handed to the flow is read once and lands once as a row.
     fed = fed_per_partition(batches)
     assert sum(fed.values()) == TRADE_LINES + QUOTE_LINES and landed.messages == fed
-    rows = Counter()
-    for name in ("trades", "quotes", "dead_letters"):
-        table = landed.tables[name]
-        for topic, partition in zip(
-            table["source_topic"].to_pylist(), table["source_partition"].to_pylist(), strict=True
-        ):
-            rows[f"{topic}/{partition}"] += 1
-    assert rows == fed
+    assert rows_per_partition(landed) == fed
     # Exact decimals end to end; byte-identical fills both landed.
     assert Decimal("0.6525") in trades["price"].to_pylist()
     assert sum(quotes["crossed"].to_pylist()) == 19 and sum(quotes["one_sided"].to_pylist()) == 10
