@@ -8,7 +8,7 @@ export K2_DATA_DIR ?= $(CURDIR)/.k2
         system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean
 
 help:
-	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
+	@echo "make demo   - install, start a local Kafka, publish the ASX samples (data/samples) and a synthetic burst, ingest, query"
 	@echo "make test   - install and run every CI suite (unit, integration, ...), coverage gates, lint"
 	@echo "make bench  - every benchmark at full size, then benchmarks/report.md (figures vs same-run baselines, charts)"
 
