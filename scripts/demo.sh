@@ -26,6 +26,10 @@ cleanup() {
 trap cleanup EXIT
 
 if ! $RUN python scripts/local_kafka.py status >/dev/null 2>&1; then
+  # A new broker's topics start empty, and a warehouse remembers positions in the topics it read (its seams and
+  # Bytewax's recovery state): one left by an earlier demo would skip all that is published now. So a fresh one.
+  echo "== a new local broker, and a new warehouse in $K2_DATA_DIR"
+  rm -rf "$K2_DATA_DIR/catalog.db" "$K2_DATA_DIR/warehouse" "${K2_RECOVERY_DIR:-$K2_DATA_DIR/recovery}"
   $RUN python scripts/local_kafka.py start >/dev/null
   broker_started=1
 fi
