@@ -8,12 +8,18 @@ export K2_DATA_DIR ?= $(CURDIR)/.k2
         system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean
 
 help:
-	@echo "make demo   - install, start a local Kafka, publish a synthetic burst, ingest it, show what landed"
+	@echo "make demo   - install, start a local Kafka, publish the ASX samples (data/samples) and a synthetic burst, ingest, query"
 	@echo "make test   - install and run every CI suite (unit, integration, ...), coverage gates, lint"
 	@echo "make bench  - every benchmark at full size, then benchmarks/report.md (figures vs same-run baselines, charts)"
 
+# uv from PyPI when missing: into ~/.local/bin with pip --user, or, where the system Python refuses that (PEP 668:
+# Debian 12, Ubuntu 23.04 and later), into a venv of its own linked from ~/.local/bin. A fresh shell may not have
+# ~/.local/bin on its PATH: this Makefile and scripts/*.sh look there themselves (README: export PATH=...).
+UV_VENV := $(HOME)/.local/share/k2/uv
 uv:
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet --user uv 2>/dev/null || { \
+		python3 -m venv "$(UV_VENV)" && "$(UV_VENV)/bin/python" -m pip install --quiet uv && \
+		mkdir -p "$(HOME)/.local/bin" && ln -sf "$(UV_VENV)/bin/uv" "$(HOME)/.local/bin/uv"; }
 
 install: uv page-assets
 	$(UV) sync --frozen --compile-bytecode  # compiled once here: every flow process (tests restart many) starts faster

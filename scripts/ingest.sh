@@ -4,7 +4,8 @@
 # Extra arguments go to bytewax.run (e.g. -w 2). Settings come from K2_* variables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN="${UV:-uv} run --frozen"
+# uv: $UV, else the one on PATH, else where `make` installs it (~/.local/bin is not on a fresh shell's PATH)
+RUN="${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")} run --frozen"
 data_dir="${K2_DATA_DIR:-$PWD/.k2}"
 recovery="${K2_RECOVERY_DIR:-$data_dir/recovery}"
 partitions="${K2_RECOVERY_PARTITIONS:-1}"
