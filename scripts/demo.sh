@@ -28,6 +28,11 @@ trap cleanup EXIT
 if ! $RUN python scripts/local_kafka.py status >/dev/null 2>&1; then
   # A new broker's topics start empty, and a warehouse remembers positions in the topics it read (its seams and
   # Bytewax's recovery state): one left by an earlier demo would skip all that is published now. So a fresh one.
+  if [ "$K2_DATA_DIR" != "$PWD/.k2" ] && [ -e "$K2_DATA_DIR/catalog.db" ]; then
+    echo "K2_DATA_DIR=$K2_DATA_DIR holds a warehouse, and a demo on a new broker would have to delete it." >&2
+    echo "Unset K2_DATA_DIR (the demo then uses .k2 here) or point it at an empty folder." >&2
+    exit 1
+  fi
   echo "== a new local broker, and a new warehouse in $K2_DATA_DIR"
   rm -rf "$K2_DATA_DIR/catalog.db" "$K2_DATA_DIR/warehouse" "${K2_RECOVERY_DIR:-$K2_DATA_DIR/recovery}"
   $RUN python scripts/local_kafka.py start >/dev/null

@@ -19,7 +19,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from k2.config import load_settings
+from k2.ops.config import load_settings
 from k2.loaders import load_asx, to_batches
 from tests.fixtures.flow import run_ingest
 
