@@ -12,7 +12,7 @@ from k2.storage.catalog import ensure_tables, open_catalog
 pytest_plugins = ["tests.fixtures.kafka"]
 
 SUITES = ("unit", "integration", "performance", "chaos", "soak", "operational")
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ASX_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "asx"  # a copy of ../shared's asx-sample
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

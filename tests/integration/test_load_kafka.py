@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 from k2.kafka.admin import partitions_of, watermarks
 from k2.ops.cli import main
 from k2.ops.reconcile import reconcile
+from tests.conftest import ASX_SAMPLES
 from tests.fixtures.flow import read_landed
 from tests.integration.test_kafka_ingest import read_topic, run_flow, settings_on_new_topics
 
 TABLES = ("trades", "quotes")
-ASX = Path(__file__).resolve().parents[3] / "shared/data/asx-sample"
+ASX = ASX_SAMPLES
 
 
 def test_asx_files_to_kafka_to_iceberg(tmp_path, kafka_bootstrap, kafka_topic, monkeypatch):

@@ -19,7 +19,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from k2.loaders import load_asx, to_batches
 from k2.ops.config import load_settings
-from tests.conftest import SHARED_DATA
+from tests.conftest import ASX_SAMPLES
 from tests.fixtures.api import ROOT, api_server
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.requirements import require
@@ -50,7 +50,7 @@ return count;
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     settings = load_settings({}, data_dir=str(tmp_path_factory.mktemp("page") / "k2"), epoch_seconds=0.05)
-    run_ingest(settings, list(to_batches(load_asx(SHARED_DATA / "asx-sample"), partitions=2, batch_size=200)))
+    run_ingest(settings, list(to_batches(load_asx(ASX_SAMPLES), partitions=2, batch_size=200)))
     with api_server(settings, KEY) as base:
         yield base
 

@@ -14,11 +14,11 @@ from api.app import create_app
 from k2.loaders import load_asx, to_batches
 from k2.ops.config import load_settings
 from k2.storage.catalog import open_catalog
-from tests.conftest import SHARED_DATA
+from tests.conftest import ASX_SAMPLES
 from tests.fixtures.flow import run_ingest
 
 KEY = "asx-key"
-ASX = SHARED_DATA / "asx-sample"
+ASX = ASX_SAMPLES
 
 
 @pytest.fixture(scope="module")

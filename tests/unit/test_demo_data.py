@@ -19,8 +19,8 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from k2.ops.config import load_settings
 from k2.loaders import load_asx, to_batches
+from k2.ops.config import load_settings
 from tests.fixtures.flow import run_ingest
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -31,12 +31,13 @@ from k2.loaders import (
 from k2.model.schemas import Quote, Trade
 from k2.ops.cli import main
 from k2.ops.config import load_settings
+from tests.conftest import ASX_SAMPLES
 from tests.fixtures.flow import read_landed, rows_per_partition, run_ingest
 from tests.fixtures.market import fed_per_partition, trade, wire
 
 pytestmark = pytest.mark.unit
 
-ASX = Path(__file__).resolve().parents[3] / "shared/data/asx-sample"
+ASX = ASX_SAMPLES
 RULES = Rules.from_settings(load_settings({}))
 TRADE_LINES = sum(len(p.read_bytes().splitlines()) for p in (ASX / "trades").glob("*.csv"))
 QUOTE_LINES = sum(len(p.read_bytes().splitlines()) for p in (ASX / "quotes").glob("*.csv"))
