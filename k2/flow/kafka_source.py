@@ -37,6 +37,19 @@ def _end_of_partition(message: object) -> bool:
     raise KafkaException(error)
 
 
+class PositionBeyondTopicEnd(RuntimeError):
+    """The warehouse (or the recovery state) has read further than the topic reaches: the topic was deleted and
+    created again, or this is another cluster. Reading on would skip everything published up to that position."""
+
+    def __init__(self, topic: str, partition: int, reached: int, end: int):
+        super().__init__(
+            f"{topic}/{partition}: K2 has read this partition up to offset {reached}, but the topic ends at {end}. "
+            "The topic was recreated or this is another cluster, and reading on would skip every message up to "
+            f"{reached}. Ingest into a new warehouse (K2_DATA_DIR / K2_NAMESPACE) with no recovery state, or "
+            "restore the topic."
+        )
+
+
 class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
     def __init__(
         self,
@@ -48,7 +61,10 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         tail: bool,
         degradation: DegradationManager | None = None,
         idle_tick_seconds: float | None = None,
+        reached: int = 0,
     ):
+        """Read `topic`/`partition` from `start`; `reached` is the position the warehouse or the recovery state
+        says was read already (at or above `start`, which may be a warm-up window lower)."""
         self.topic, self.partition, self.batch_size = topic, partition, batch_size
         self._degradation = degradation
         self._idle_tick_seconds = idle_tick_seconds
@@ -73,6 +89,15 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
             }
         )
         low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if reached > high:
+            self._consumer.close()
+            raise PositionBeyondTopicEnd(topic, partition, reached, high)
+        if reached > low > 0 and start != OFFSET_BEGINNING and start < low:
+            log.warning("%s/%s: retention removed part of the warm-up window (%s..%s)", topic, partition, start, low)
+        elif low > reached > 0:
+            log.error(
+                "%s/%s: messages %s..%s were removed by retention before K2 read them", topic, partition, reached, low
+            )
         # Retention may have removed the oldest part of a warm-up window: start no lower than the log does.
         start = low if start == OFFSET_BEGINNING else max(start, low)
         self._next = start
@@ -180,7 +205,7 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
         topic, _, partition = for_part.rpartition("/")
         if resume_state is not None:
-            start = resume_state  # Bytewax recovery: the flow's state matches this position
+            start = reached = resume_state  # Bytewax recovery: the flow's state matches this position
         else:
             if self._seams is None:
                 self._seams = self.start_offsets() if self.start_offsets else {}
@@ -189,6 +214,7 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             # dedupe state exactly as it was (a duplicate of a message just below the seam is still caught), and
             # the writer drops them, since they are below the seam.
             start = seam - self.warmup_messages if seam > self.warmup_messages else OFFSET_BEGINNING
+            reached = seam
         log.info("reading %s from offset %s", for_part, start)
         return _PartitionReader(
             self.bootstrap,
@@ -199,4 +225,5 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             self.tail,
             self.degradation,
             self.idle_tick_seconds,
+            reached=reached,
         )

@@ -211,7 +211,7 @@ def reconcile_command(settings: Settings) -> int:
         marks = watermarks(settings.kafka_bootstrap, partitions_of(settings.kafka_bootstrap, topics))
     reports = reconcile(settings, marks)
     print(format_reports(reports))
-    return 0 if all(r.balanced for r in reports) else 1
+    return 0 if all(r.balanced and not r.past_the_topic_end for r in reports) else 1
 
 
 def maintain_command(settings: Settings, args: argparse.Namespace) -> int:

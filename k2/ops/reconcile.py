@@ -38,6 +38,12 @@ class PartitionReport(msgspec.Struct, kw_only=True):
         return self.accounted == self.messages
 
     @property
+    def past_the_topic_end(self) -> bool:
+        """The warehouse has committed further than the topic reaches: the topic was recreated, or these are
+        another cluster's watermarks. The flow refuses to read such a partition (k2.flow.kafka_source)."""
+        return self.high_watermark is not None and self.committed_offset > self.high_watermark
+
+    @property
     def lag(self) -> int | None:
         return None if self.high_watermark is None else self.high_watermark - self.committed_offset
 
@@ -91,6 +97,12 @@ def format_reports(reports: list[PartitionReport]) -> str:
         lines.append(
             f"{r.partition:<32} {r.committed_offset:>10,} {_n(r.high_watermark):>10} {_n(r.lag):>8} {r.rows:>10,} "
             f"{r.dead_letters:>7,} {r.duplicates:>7,} {r.messages:>10,}  {'yes' if r.balanced else 'NO'}"
+        )
+    beyond = [r.partition for r in reports if r.past_the_topic_end]
+    if beyond:
+        lines.append(
+            f"NOT THE SAME TOPIC: committed past the topic's end on {', '.join(beyond)} (recreated, or another "
+            "cluster); the flow will refuse to read them"
         )
     return "\n".join(lines)
 

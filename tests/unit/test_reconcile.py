@@ -43,6 +43,14 @@ def test_an_unbalanced_partition_is_reported():
     assert "NO" in format_reports([report])
 
 
+def test_a_partition_committed_past_the_topic_end_is_reported():
+    report = PartitionReport(
+        partition="t/0", committed_offset=50, high_watermark=5, rows=50, dead_letters=0, duplicates=0, messages=50
+    )
+    assert report.balanced and report.past_the_topic_end and report.lag == -45
+    assert "NOT THE SAME TOPIC: committed past the topic's end on t/0" in format_reports([report])
+
+
 def test_reconcile_command_exit_status(settings, monkeypatch):
     run_main(build_flow(SyntheticSource(FeedConfig(messages=500, symbols=3)), settings))
     monkeypatch.setenv("K2_DATA_DIR", settings.data_dir)
