@@ -54,7 +54,7 @@ def test_the_flow_on_a_recreated_topic_stops_and_writes_nothing(tmp_path, kafka_
 
     recreate(kafka_bootstrap, trades)
     publish(kafka_bootstrap, [(trades, None, wire(trade(trade_id=f"n{i}", source_sequence=i + 1))) for i in range(5)])
-    with pytest.raises(Exception) as raised:  # Bytewax wraps the source's error
+    with pytest.raises(Exception, match="build_part") as raised:  # Bytewax wraps the source's error
         run_main(build_flow(default_source(settings), settings))
     chain = [raised.value]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
