@@ -26,7 +26,8 @@ from bytewax.testing import run_main  # noqa: E402
 
 from benchmarks.common import REPORTS, percentile, recorded, save_report, scratch, timed, wait_until  # noqa: E402
 from benchmarks.kafka_ingest import broker  # noqa: E402
-from flows.ingest import build_flow, default_source  # noqa: E402
+from flows.ingest import build_flow  # noqa: E402
+from k2.flow.sources import source_from_settings  # noqa: E402
 from k2.kafka.admin import ensure_topics  # noqa: E402
 from k2.kafka.producer import publish  # noqa: E402
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         ensure_topics(bootstrap, [settings.trades_topic, settings.quotes_topic, settings.dlq_topic], 4)
         topics = {"trade": settings.trades_topic, "quote": settings.quotes_topic}
         publish(bootstrap, ((topics[k], key, value) for k, key, value in messages[: args.committed]))
-        run_main(build_flow(default_source(settings), settings))
+        run_main(build_flow(source_from_settings(settings), settings))
         publish(bootstrap, ((topics[k], key, value) for k, key, value in messages[args.committed :]))
 
         engine = QueryEngine.from_settings(settings)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 
+from k2.flow.kafka_source import KafkaSource
+from k2.kafka.admin import ensure_topics
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.model.batch import RawBatch
 from k2.model.schemas import Kind
 from k2.ops.config import Settings
+from k2.ops.degrade import DegradationManager
 from k2.ops.stopping import stop_requested
+from k2.storage.seams import start_offsets
 
 
 class _IteratorPartition(StatefulSourcePartition[RawBatch, int]):
@@ -83,3 +88,25 @@ def file_batches(path: Path, topic: str, batch_size: int) -> Iterator[RawBatch]:
             values = [line.rstrip(b"\r\n") for line in chunk]
             yield RawBatch(topic, 0, list(range(offset, offset + len(values))), values)
             offset += len(values)
+
+
+def source_from_settings(settings: Settings, degradation: DegradationManager | None = None) -> Source[RawBatch]:
+    """The flow's source as configured (`K2_SOURCE`): Kafka (creating its topics when missing), a file, or the
+    synthetic feed."""
+    if settings.source == "file":
+        return FileSource(settings.input_file, settings.input_kind, batch_size=settings.batch_size)
+    if settings.source == "kafka":
+        topics = [settings.trades_topic, settings.quotes_topic, settings.dlq_topic]
+        ensure_topics(settings.kafka_bootstrap, topics, settings.kafka_partitions)
+        return KafkaSource(
+            settings.kafka_bootstrap,
+            [settings.trades_topic, settings.quotes_topic],
+            start_offsets=partial(start_offsets, settings),
+            batch_size=settings.batch_size,
+            tail=settings.kafka_tail,
+            warmup_messages=settings.resume_warmup_messages,
+            degradation=degradation,
+            # an idle stream's dead letters still commit (k2.model.batch.tick)
+            idle_tick_seconds=settings.epoch_seconds,
+        )
+    return SyntheticSource.from_settings(settings)

@@ -17,7 +17,8 @@ import pyarrow as pa
 from bytewax.operators import StatefulLogic
 
 from k2.ingest.pipeline import Pipeline
-from k2.model.batch import IngestBatch
+from k2.model.batch import IngestBatch, RawBatch
+from k2.model.schemas import DeadLetter
 from k2.ops import tracing
 from k2.ops.metrics import record_batch
 
@@ -91,6 +92,32 @@ def _sequence_outcome(batch: IngestBatch) -> dict[str, int]:
 
 def _dedupe_outcome(batch: IngestBatch) -> dict[str, int]:
     return {"rows": len(batch.records), "duplicates": batch.duplicates}
+
+
+def validate(pipeline: Pipeline) -> Callable[[RawBatch], IngestBatch]:
+    """The validate step: the pipeline's validation of each batch, with its span."""
+
+    def step(raw: RawBatch) -> IngestBatch:
+        with tracing.batch_span("validate", raw) as traced:
+            batch = pipeline.validate(raw)
+            traced.set("rows", len(batch.records))
+            traced.set("dead_letters", len(batch.dead_letters))
+        return batch
+
+    return step
+
+
+def publish_dead_letters(
+    publish: Callable[[list[DeadLetter]], None],
+) -> Callable[[tuple[str, IngestBatch]], tuple[str, IngestBatch]]:
+    """The step that hands a batch's dead letters to `publish` (which returns once they are delivered)."""
+
+    def step(keyed: tuple[str, IngestBatch]) -> tuple[str, IngestBatch]:
+        if keyed[1].dead_letters:
+            publish(keyed[1].dead_letters)
+        return keyed
+
+    return step
 
 
 def observe(step_id: str, keyed: tuple[str, IngestBatch]) -> None:

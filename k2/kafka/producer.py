@@ -8,6 +8,7 @@ import msgspec
 from confluent_kafka import KafkaError, Producer
 
 from k2.model.schemas import DeadLetter
+from k2.ops.config import Settings
 from k2.ops.metrics import DLQ_MESSAGES
 
 
@@ -117,3 +118,10 @@ class DeadLetterPublisher:
                 DLQ_MESSAGES.labels("failed").inc(len(dead_letters))
                 raise
             DLQ_MESSAGES.labels("delivered").inc(len(dead_letters))
+
+
+def dead_letter_publisher(settings: Settings) -> DeadLetterPublisher | None:
+    """The DLQ publisher for a flow reading Kafka (other sources have no DLQ topic)."""
+    if settings.source == "kafka":
+        return DeadLetterPublisher(settings.kafka_bootstrap, settings.dlq_topic)
+    return None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 
-from flows.ingest import build_flow, default_dead_letter_publisher, default_source
+from flows.ingest import build_flow
+from k2.flow.sources import source_from_settings
 from k2.kafka.admin import partitions_of, watermarks
-from k2.kafka.producer import publish
+from k2.kafka.producer import dead_letter_publisher, publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.ops.reconcile import reconcile
 from tests.fixtures.flow import kafka_settings, read_landed
@@ -26,9 +27,7 @@ def produce_feed(settings, feed: SyntheticFeed) -> None:
 
 
 def run_flow(settings) -> None:
-    run_main(
-        build_flow(default_source(settings), settings, publish_dead_letters=default_dead_letter_publisher(settings))
-    )
+    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
 
 
 def read_topic(bootstrap: str, topic: str) -> list:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import msgspec
 from bytewax.testing import run_main
 
-from flows.ingest import build_flow, default_dead_letter_publisher, default_source
+from flows.ingest import build_flow
 from k2 import cli
-from k2.kafka.producer import publish
+from k2.flow.sources import source_from_settings
+from k2.kafka.producer import dead_letter_publisher, publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.query import QueryEngine
 from k2.replay import Replay, replay_to_kafka
@@ -22,9 +23,7 @@ def settings_for(tmp_path, bootstrap, namespace, trades, quotes, dlq):
 
 
 def run_flow(settings) -> None:
-    run_main(
-        build_flow(default_source(settings), settings, publish_dead_letters=default_dead_letter_publisher(settings))
-    )
+    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
 
 
 def business_rows(table, columns) -> list[bytes]:

@@ -10,8 +10,9 @@ from bytewax.testing import run_main
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from flows.ingest import build_flow, default_source
+from flows.ingest import build_flow
 from k2.flow.kafka_source import KafkaSource, PositionBeyondTopicEnd
+from k2.flow.sources import source_from_settings
 from k2.kafka.producer import publish
 from k2.storage.catalog import TRADES
 from tests.fixtures.flow import kafka_settings, read_landed
@@ -49,13 +50,13 @@ def test_the_flow_on_a_recreated_topic_stops_and_writes_nothing(tmp_path, kafka_
     trades, quotes, dlq = kafka_topic(1, prefix="trades"), kafka_topic(1, prefix="quotes"), kafka_topic(1, prefix="dlq")
     settings = kafka_settings(tmp_path, kafka_bootstrap, trades, quotes, dlq)
     publish(kafka_bootstrap, [(trades, None, wire(trade(trade_id=f"t{i}", source_sequence=i + 1))) for i in range(50)])
-    run_main(build_flow(default_source(settings), settings))
+    run_main(build_flow(source_from_settings(settings), settings))
     assert read_landed(settings).tables[TRADES].num_rows == 50
 
     recreate(kafka_bootstrap, trades)
     publish(kafka_bootstrap, [(trades, None, wire(trade(trade_id=f"n{i}", source_sequence=i + 1))) for i in range(5)])
     with pytest.raises(Exception, match="build_part") as raised:  # Bytewax wraps the source's error
-        run_main(build_flow(default_source(settings), settings))
+        run_main(build_flow(source_from_settings(settings), settings))
     chain = [raised.value]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
         chain.append(chain[-1].__cause__ or chain[-1].__context__)
