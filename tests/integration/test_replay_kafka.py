@@ -7,10 +7,10 @@ import msgspec
 from bytewax.testing import run_main
 
 from flows.ingest import build_flow
-from k2 import cli
 from k2.flow.sources import source_from_settings
 from k2.kafka.producer import dead_letter_publisher, publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
+from k2.ops import cli
 from k2.query import QueryEngine
 from k2.replay import Replay, replay_to_kafka
 from tests.fixtures.flow import kafka_settings, read_landed
