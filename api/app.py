@@ -7,6 +7,7 @@ latest-per-instrument indexes, handed to handlers by dependency injection.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Request, Response, Router
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import TooManyRequestsException
+from litestar.exceptions import TooManyRequestsException, ValidationException
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -28,11 +29,18 @@ from api.controllers.page import page_router
 from api.controllers.records import DeadLettersController, GapsController, SnapshotsController
 from api.controllers.replay import ReplayController
 from api.controllers.ticks import QuotesController, TradesController
+<<<<<<< HEAD
 from k2.ops.config import Settings, load_settings
+=======
+from api.params import DEPENDENCIES
+from k2.ops.config import Settings, load_settings
+from k2.query.hybrid import start_follower
+>>>>>>> api-contract
 from k2.query import LatestIndex, QueryEngine, QueryError, QueryFailed, latest_indexes
 from k2.query.hybrid import start_follower
 
 OPEN_PATHS = ["/health", "/ready", "/metrics", "/schema", "/page"]  # no key, no rate limit, not measured
+log = logging.getLogger(__name__)
 
 
 class MetricsController(PrometheusController):
@@ -77,6 +85,7 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
         ],
         guards=[require_api_key],
         security=[{"apiKey": []}],
+        dependencies=DEPENDENCIES,
     )
     middleware = [PrometheusConfig(app_name="k2", prefix="k2_api", group_path=True, exclude=OPEN_PATHS).middleware]
     if settings.api_rate_limit:
@@ -91,6 +100,8 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
         exception_to_problem_detail_map={
             QueryError: lambda exc: ProblemDetailsException(status_code=400, detail=str(exc), title="Bad Request"),
             QueryFailed: lambda exc: ProblemDetailsException(status_code=500, detail=str(exc), title="Query failed"),
+            ValidationException: _invalid_parameters,
+            Exception: _internal_error,
         },
     )
     return Litestar(
@@ -130,6 +141,19 @@ def _warm(engine: QueryEngine, indexes: dict[str, LatestIndex]) -> None:
         # A broken table must not stop the service; the requests that need it report the error.
         with contextlib.suppress(Exception):
             index.state(engine)
+
+
+def _invalid_parameters(exc: ValidationException) -> ProblemDetailsException:
+    """Litestar's own parameter checks: `detail` names each parameter and what was wrong with it."""
+    issues = [issue for issue in exc.extra if isinstance(issue, dict)] if isinstance(exc.extra, list) else []
+    detail = "; ".join(f"{issue.get('key')}: {issue.get('message')}" for issue in issues)
+    return ProblemDetailsException(status_code=400, title=exc.detail, detail=detail or "Bad Request", extra=exc.extra)
+
+
+def _internal_error(exc: Exception) -> ProblemDetailsException:
+    """Anything unforeseen is a 500 problem too (as documented), logged here, its text kept from the client."""
+    log.error("unhandled error answering a request", exc_info=exc)
+    return ProblemDetailsException(status_code=500, title="Internal Server Error", detail="the service failed")
 
 
 def _too_many_requests(request: Request, exc: TooManyRequestsException) -> Response:

@@ -6,26 +6,34 @@ fed back into the flow. `format=arrow`: an Arrow IPC stream of the merged rows (
 Parameters are checked and the snapshots pinned before the first byte is sent, so mistakes are 400s.
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from litestar import Controller, get
+from litestar import Controller
 from litestar.params import Parameter
 from litestar.response import Stream
 
-from api.controllers.common import AsOf, End, Engine, Exchange, Start, Symbols, as_of_time
-from k2.query import QueryError
-from k2.query.params import parse_list, time_range
+from api.contract import data_route, streamed_operation
+from api.controllers.common import Engine
+from api.params import AsOfTime, Rows
 from k2.replay import MAX_SPEED, Pacer, Replay, arrow_stream, check_speed, ndjson_stream
 
 MEDIA_TYPES = {"ndjson": "application/x-ndjson", "arrow": "application/vnd.apache.arrow.stream"}
 
-Kinds = Annotated[str | None, Parameter(description="`trade`, `quote` or `trade,quote` (default: both)")]
+_KIND = r"\s*(?:(?:trade|quote)s?)?\s*"
+Kinds = Annotated[
+    str | None,
+    Parameter(
+        description="`trade`, `quote` or `trade,quote` (default: both)",
+        schema_extra={"pattern": rf"^(?:{_KIND},)*\s*(?:trade|quote)s?\s*(?:,{_KIND})*$"},
+    ),
+]
 Speed = Annotated[
     float | None,
     Parameter(gt=0, le=MAX_SPEED, description="N times real time (1 = as recorded); omit it for as fast as possible"),
 ]
 ReplayFormat = Annotated[
-    str | None, Parameter(description="ndjson (default: one wire message per line) or arrow (Arrow IPC stream)")
+    Literal["ndjson", "arrow", ""] | None,
+    Parameter(description="ndjson (default: one wire message per line) or arrow (Arrow IPC stream)"),
 ]
 
 
@@ -33,9 +41,9 @@ class ReplayController(Controller):
     path = "/replay"
     tags = ("replay",)
 
-    @get(
-        sync_to_thread=True,
-        summary="Replay trades and quotes in event order",
+    @data_route(
+        "Replay trades and quotes in event order",
+        operation_class=streamed_operation(*MEDIA_TYPES.values()),
         description=(
             "Rows of `[start, end)` from one snapshot per table (the newest, or the newest at or before `as_of`), "
             "ordered by (timestamp, source_sequence, kind, exchange, symbol, source position): two replays of the "
@@ -47,29 +55,15 @@ class ReplayController(Controller):
     def replay(
         self,
         engine: Engine,
-        symbol: Symbols = None,
-        exchange: Exchange = None,
-        start: Start = None,
-        end: End = None,
+        selection: Rows,
+        as_of_us: AsOfTime,
         kinds: Kinds = None,
-        as_of: AsOf = None,
         speed: Speed = None,
         format: ReplayFormat = None,
     ) -> Stream:
         fmt = format or "ndjson"
-        if fmt not in MEDIA_TYPES:
-            raise QueryError(f"format {fmt!r}: choose ndjson or arrow")
-        lo, hi = time_range(start, end)
         pacer = Pacer(check_speed(speed))
-        replay = Replay(
-            engine,
-            start=lo,
-            end=hi,
-            symbols=parse_list(symbol),
-            exchange=exchange,
-            kinds=kinds,
-            as_of=as_of_time(as_of),
-        )
+        replay = Replay(engine, **selection.filters(), kinds=kinds, as_of=as_of_us)
         headers = {
             f"X-K2-{table.title()}-Snapshot-Id": str(snapshot)
             for table, snapshot in replay.snapshot_ids.items()

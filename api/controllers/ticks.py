@@ -2,30 +2,29 @@
 
 from typing import Annotated
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response
 from litestar.params import Parameter
 
-from api.controllers.common import (
-    AsOf,
-    End,
-    Engine,
-    Exchange,
-    Format,
-    Fresh,
-    Limit,
-    SnapshotId,
-    Start,
-    Symbols,
-    as_of_time,
-    page_response,
-)
-from api.formats import negotiate
+from api.contract import data_route
+from api.controllers.common import Engine, page_response
+from api.params import AsOfTime, Fmt, Limit, Realtime, Rows, SnapshotId
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
 from k2.query import ticks_between
+<<<<<<< HEAD
 from k2.query.params import parse_list, time_range
 from k2.storage.catalog import QUOTES, TRADES
+=======
+from k2.query.params import parse_list
+>>>>>>> api-contract
 
-Cursor = Annotated[str | None, Parameter(description="`meta.next_cursor` of the previous page", max_length=512)]
+Cursor = Annotated[
+    str | None,
+    Parameter(
+        description="`meta.next_cursor` of the previous page",
+        max_length=512,
+        schema_extra={"pattern": "^[A-Za-z0-9_-]*$"},  # URL-safe base64, unpadded
+    ),
+]
 Fields = Annotated[
     str | None,
     Parameter(description="comma-separated columns to return (default: all, including columns added to the table)"),
@@ -35,38 +34,29 @@ Fields = Annotated[
 def tick_controller(name: str, page_type: type, row_type: type, summary: str, description: str) -> type[Controller]:
     """The controller of one tick table: both tables take the same parameters and page the same way."""
 
-    @get(sync_to_thread=True, summary=summary, description=description, name=name)
+    @data_route(summary, description=description, name=name)
     def handler(
         self: Controller,
-        request: Request,
         engine: Engine,
-        symbol: Symbols = None,
-        exchange: Exchange = None,
-        start: Start = None,
-        end: End = None,
+        fmt: Fmt,
+        selection: Rows,
+        as_of_us: AsOfTime,
+        realtime: Realtime,
         limit: Limit = 1_000,
         cursor: Cursor = None,
         fields: Fields = None,
         snapshot_id: SnapshotId = None,
-        as_of: AsOf = None,
-        freshness: Fresh = "committed",
-        format: Format = None,
     ) -> Response[page_type]:  # type: ignore[valid-type]  (evaluated now: this module has no lazy annotations)
-        fmt = negotiate(request, format)
-        lo, hi = time_range(start, end)
         page = ticks_between(
             engine,
             name,
-            symbols=parse_list(symbol),
-            exchange=exchange,
-            start=lo,
-            end=hi,
+            **selection.filters(),
             limit=limit,
             cursor=cursor,
             fields=parse_list(fields),  # checked against the table's columns, added ones included
             snapshot_id=snapshot_id,
-            as_of=as_of_time(as_of),
-            realtime=freshness == "realtime",
+            as_of=as_of_us,
+            realtime=realtime,
         )
         return page_response(fmt, page, page_type, row_type)
 

@@ -1,16 +1,20 @@
 """Parsing what users type into query parameters: times, bar intervals, time zones, field lists, cursors.
 
-Every failure is a `QueryError` with a message a person can act on; the API turns it into a 400.
+Every failure is a `QueryError` with a message a person can act on; the API turns it into a 400. `TIME_PATTERN` and
+`INTERVAL_PATTERN` say in JSON Schema (ECMA-262 regex) which texts `parse_time` and `parse_interval` accept, for the
+API's OpenAPI document: whatever matches them parses.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
+import duckdb
 import msgspec
 
 
@@ -45,29 +49,77 @@ def exchange_timezone(exchange: str, overrides: dict[str, str] | None = None) ->
     return (overrides or {}).get(exchange) or EXCHANGE_TIMEZONES.get(exchange.upper(), "UTC")
 
 
+@functools.cache
+def time_zones() -> tuple[str, ...]:
+    """The IANA zones bars can be cut in: known to Python's zoneinfo and to DuckDB (which lacks `localtime`)."""
+    with duckdb.connect() as db:
+        known = {name for (name,) in db.execute("SELECT name FROM pg_timezone_names()").fetchall()}
+    return tuple(sorted(available_timezones() & known))
+
+
 def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise QueryError(f"unknown time zone {name!r} (use an IANA name such as Australia/Sydney)") from None
+    if name not in time_zones():
+        raise QueryError(f"unknown time zone {name!r} (use an IANA name such as Australia/Sydney)")
     return name
+
+
+def _digits(count: int) -> str:
+    return {0: "", 1: "[0-9]"}.get(count, f"[0-9]{{{count}}}")
+
+
+def _numbers_up_to(top: str) -> str:
+    """A regex for the numbers of len(top) digits, the first not 0, that are at most `top`."""
+    if set(top) == {"9"}:
+        return "[1-9]" + _digits(len(top) - 1)
+    options = []
+    for i, digit in enumerate(top):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            below = str(low) if int(digit) - 1 == low else f"[{low}-{int(digit) - 1}]"
+            options.append(f"{top[:i]}{below}{_digits(len(top) - i - 1)}")
+    return "|".join([*options, top])
+
+
+def _counts(cap: int, width: int) -> str:
+    """A regex for the numbers 1..cap written in at most `width` digits, leading zeros included."""
+    top = str(min(cap, 10**width - 1))
+    zeros = [f"0{{0,{width - k}}}" if k < width else "" for k in range(len(top) + 1)]
+    options = [f"{zeros[k]}[1-9]{_digits(k - 1)}" for k in range(1, len(top))]
+    return "|".join([*options, f"{zeros[len(top)]}(?:{_numbers_up_to(top)})"])
+
+
+# Times are kept as µs since the epoch within Python's datetime range; outside it a time is clamped to its edge
+# (no row is there), so that every syntactically good time is answered. The lower edge leaves a day of room: an as-of
+# join looks for quotes up to a day before its start.
+MIN_US = -62_135_510_400_000_000  # 0001-01-02T00:00:00Z
+MAX_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+_INTEGER = rf"-?0*(?:[0-9]{{1,18}}|{_numbers_up_to(str(2**62 - 1))})"  # |µs| < 2**62
+_YEAR = "[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000"  # 0001..9999
+_LEAP_YEAR = "[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00"
+_MONTH_DAY = (
+    "(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8])"
+)
+_DATE = rf"(?:{_YEAR})-(?:{_MONTH_DAY})|(?:{_LEAP_YEAR})-02-29"
+_CLOCK = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:[.,][0-9]+)?)?"
+_OFFSET = "[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]"
+TIME_PATTERN = rf"^(?:|\s*(?:{_INTEGER}|(?:{_DATE})(?:[Tt ]{_CLOCK}(?:{_OFFSET})?)?)\s*)$"
 
 
 def parse_time(text: str | None, name: str = "time") -> int | None:
     """Integer µs UTC from ISO-8601 (`2014-03-10T23:00:00Z`, an offset, or a date) or from an integer of µs.
 
-    A time without an offset is taken as UTC; a bare date is its UTC midnight.
+    A time without an offset is taken as UTC; a bare date is its UTC midnight. Empty means none.
     """
     if text is None or text == "":
         return None
     text = text.strip()
-    if re.fullmatch(r"-?\d+", text):
-        value = int(text)
+    if re.fullmatch(r"-?[0-9]+", text):
+        value = int(text) if len(text) < 1_000 else 2**62  # Python converts at most 4,300 digits
         if not -(2**62) < value < 2**62:
             raise QueryError(f"{name}: {text} µs is out of range")
-        return value
+        return min(max(value, MIN_US), MAX_US)
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         else:
             moment = datetime.fromisoformat(text.replace("z", "Z"))
@@ -76,7 +128,7 @@ def parse_time(text: str | None, name: str = "time") -> int | None:
     except ValueError:
         raise QueryError(f"{name}: {text!r} is not an ISO-8601 time (e.g. 2014-03-10T23:00:00Z) or µs") from None
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return min(max((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds, MIN_US), MAX_US)
 
 
 def time_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:
@@ -88,6 +140,13 @@ def time_range(start: str | None, end: str | None) -> tuple[int | None, int | No
 
 _INTERVAL = re.compile(r"(\d{1,6})(s|m|h|d|w|mo)")
 _UNITS = {"s": ("second", 1), "m": ("minute", 60), "h": ("hour", 3_600), "d": ("day", 86_400), "w": ("week", 604_800)}
+_LONGEST = 366 * 86_400  # seconds; months are not capped
+_CAPS = {unit: _LONGEST // seconds for unit, (_, seconds) in _UNITS.items()} | {"mo": _LONGEST}
+INTERVAL_PATTERN = (
+    r"^\s*(?:"
+    + "|".join(f"(?:{_counts(cap, 6)}){''.join(f'[{c}{c.upper()}]' for c in unit)}" for unit, cap in _CAPS.items())
+    + r")\s*$"
+)
 
 
 class Interval(msgspec.Struct, frozen=True):
@@ -107,7 +166,7 @@ def parse_interval(text: str) -> Interval:
         return Interval(text, f"{count} months", count * 30 * 86_400_000_000, True)
     name, seconds = _UNITS[unit]
     total = count * seconds
-    if total > 366 * 86_400:
+    if total > _LONGEST:
         raise QueryError(f"interval {text!r} is longer than a year")
     return Interval(text, f"{count} {name}s", total * 1_000_000, unit in "dw")
 
@@ -118,10 +177,6 @@ def parse_list(text: str | None) -> list[str] | None:
         return None
     items = [part.strip() for part in text.split(",") if part.strip()]
     return items or None
-
-
-def parse_fields(text: str | None, allowed: Sequence[str]) -> list[str] | None:
-    return check_fields(parse_list(text), allowed)
 
 
 def check_fields(fields: Sequence[str] | None, allowed: Sequence[str]) -> list[str] | None:
