@@ -29,13 +29,8 @@ from api.controllers.page import page_router
 from api.controllers.records import DeadLettersController, GapsController, SnapshotsController
 from api.controllers.replay import ReplayController
 from api.controllers.ticks import QuotesController, TradesController
-<<<<<<< HEAD
-from k2.ops.config import Settings, load_settings
-=======
 from api.params import DEPENDENCIES
 from k2.ops.config import Settings, load_settings
-from k2.query.hybrid import start_follower
->>>>>>> api-contract
 from k2.query import LatestIndex, QueryEngine, QueryError, QueryFailed, latest_indexes
 from k2.query.hybrid import start_follower
 

@@ -14,11 +14,6 @@ from api.controllers.common import Engine, page_response
 from api.params import Fmt, Limit, Rows, Table, Window
 from api.types import DeadLetter, DeadLettersPage, GapsPage, SequenceGap, Snapshot, SnapshotsPage
 from k2.query import dead_letters, sequence_gaps, snapshots
-<<<<<<< HEAD
-from k2.query.params import parse_list, time_range
-from k2.storage.catalog import TABLE_NAMES
-=======
->>>>>>> api-contract
 
 
 class SnapshotsController(Controller):

@@ -10,12 +10,8 @@ from api.controllers.common import Engine, page_response
 from api.params import AsOfTime, Fmt, Limit, Realtime, Rows, SnapshotId
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
 from k2.query import ticks_between
-<<<<<<< HEAD
-from k2.query.params import parse_list, time_range
-from k2.storage.catalog import QUOTES, TRADES
-=======
 from k2.query.params import parse_list
->>>>>>> api-contract
+from k2.storage.catalog import QUOTES, TRADES
 
 Cursor = Annotated[
     str | None,
