@@ -7,7 +7,7 @@
 
     uv run python benchmarks/kafka_ingest.py                       # 1,000,000 messages, 20k msg/s for 20 s
     uv run python benchmarks/kafka_ingest.py --messages 50000 --rate-seconds 5   # quick check
-Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts/local_kafka.py.
+Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts.local_kafka.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib.util
 import itertools
 import json
 import os
@@ -44,6 +43,7 @@ from k2.recovery import ensure_recovery_store  # noqa: E402
 from k2.recovery import flow_command as flow_command_for  # noqa: E402
 from k2.steps import tune_process  # noqa: E402
 from k2.validate import Rules, validate_batch  # noqa: E402
+from scripts.local_kafka import start_broker  # noqa: E402
 
 REPORT = Path(__file__).resolve().parent / "reports" / "kafka_ingest.json"
 
@@ -53,11 +53,7 @@ def broker():
     if os.environ.get("K2_KAFKA_BOOTSTRAP"):
         yield os.environ["K2_KAFKA_BOOTSTRAP"]
         return
-    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "scripts" / "local_kafka.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module
-    spec.loader.exec_module(module)
-    with module.start_broker() as running:
+    with start_broker() as running:  # owned: it dies with this process, even a killed one
         yield running.bootstrap
 
 

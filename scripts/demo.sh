@@ -17,16 +17,16 @@ cleanup() {
     wait "$api_pid" 2>/dev/null || true
   fi
   if [ -n "$broker_started" ]; then
-    $RUN python scripts/local_kafka.py stop >/dev/null || true
+    $RUN python -m scripts.local_kafka stop >/dev/null || true
   fi
 }
 trap cleanup EXIT
 
-if ! $RUN python scripts/local_kafka.py status >/dev/null 2>&1; then
-  $RUN python scripts/local_kafka.py start >/dev/null
+if ! $RUN python -m scripts.local_kafka status >/dev/null 2>&1; then
+  $RUN python -m scripts.local_kafka start >/dev/null
   broker_started=1
 fi
-eval "$($RUN python scripts/local_kafka.py env --export)"
+eval "$($RUN python -m scripts.local_kafka env --export)"
 export K2_SOURCE=kafka K2_KAFKA_TAIL=false
 echo "== broker at $K2_KAFKA_BOOTSTRAP; publishing $messages synthetic messages"
 $RUN k2 produce --synthetic "$messages"
