@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -60,6 +59,7 @@ from k2.query import (  # noqa: E402
     ticks_between,
 )
 from k2.query.bars import _BARS, _PLAIN  # noqa: E402  the engine's own bar SQL, so the floor does the same work
+from scripts.local_kafka import free_ports  # noqa: E402
 
 REPORT_DIR = Path(__file__).resolve().parent / "reports"
 GENERATOR_VERSION = 1
@@ -483,12 +483,6 @@ def measure_latest(engine: QueryEngine, floor: Floor, table, repeats: int, queri
 # --- the API ------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM of a process in bytes (psutil is not a dependency)."""
     values = {}
@@ -521,7 +515,7 @@ class ApiServer:
     """`python -m api` as a child process on a free loopback port, stopped on exit whatever happens."""
 
     def __init__(self, data_dir: Path, log_path: Path):
-        self.port = free_port()
+        [self.port] = free_ports(1)
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("K2_")}
         env |= {

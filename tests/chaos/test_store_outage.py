@@ -24,8 +24,8 @@ from k2.catalog import open_catalog
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
 from k2.kafka import publish
-from tests.fixtures.api import free_port
 from tests.fixtures.flow import assert_landed_exactly
+from tests.fixtures.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

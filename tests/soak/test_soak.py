@@ -23,7 +23,8 @@ from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
 from k2.reconcile import reconcile
 from k2.sink import SIDE_TABLE_INTERVALS
-from tests.fixtures.api import api_server, free_port
+from tests.fixtures.api import api_server
+from tests.fixtures.net import free_port
 from tests.soak.config import PRODUCT, SoakConfig
 from tests.soak.exactness import count_landed
 from tests.soak.flow_process import finish_bounded, flow_log_tail, flow_process, stop, trace_dir
