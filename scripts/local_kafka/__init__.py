@@ -29,6 +29,7 @@ Environment:
     K2_KAFKA_CACHE      jar cache root (default .cache/kafka); jars go to <root>/<version>/lib
     K2_KAFKA_STATE_DIR  where the CLI keeps broker.json (default .k2/kafka)
     K2_KAFKA_JVM_OPTS   extra JVM options for the broker, appended to the defaults
+    K2_KAFKA_OWNER      pid the CLI's broker dies with (a test driving the CLI); unset: it runs until ``stop``
 
 Modules: ``common`` (paths, limits, errors, file lock), ``jars`` (fetch and
 cache), ``processes`` (pids, groups, ports, the watchdog's start), ``watchdog``

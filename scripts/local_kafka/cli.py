@@ -1,7 +1,8 @@
 """The command line (``python -m scripts.local_kafka fetch|start|status|env|stop``) and its state file.
 
 ``start`` runs a detached broker, one per state dir, that outlives the command until ``stop``; its pid and address
-live in ``broker.json`` under ``K2_KAFKA_STATE_DIR`` (default ``.k2/kafka``).
+live in ``broker.json`` under ``K2_KAFKA_STATE_DIR`` (default ``.k2/kafka``). With ``K2_KAFKA_OWNER=PID`` (a test
+driving the CLI) it still outlives the command, but dies with that process.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             existing.stop()
             state_file().unlink(missing_ok=True)
         data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="data-", dir=state_dir()))
+        owner = int(os.environ["K2_KAFKA_OWNER"]) if os.environ.get("K2_KAFKA_OWNER") else None
         started = time.monotonic()
         broker = start_broker(
             data_dir,
@@ -78,7 +80,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             ephemeral=args.data_dir is None,
             timeout=args.timeout,
             advertised_port=args.advertised_port,
-            detached=True,  # the dev broker outlives this command, until `stop`
+            detached=owner is None,  # the dev broker outlives this command, until `stop`
+            owner=owner,
         )
         save_state(broker)
     eprint(f"Kafka {kafka_version()} ready in {time.monotonic() - started:.1f}s (pid {broker.pid}, log {broker.log})")

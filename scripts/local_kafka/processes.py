@@ -95,16 +95,20 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
-def start_watchdog(owner: int) -> subprocess.Popen[bytes]:
+def start_watchdog(owner: int, log: Path) -> subprocess.Popen[bytes]:
     """A watchdog that already watches ``owner`` and leads a new process group: start the broker into that group
     (``process_group=watchdog.pid``) and both get SIGKILL when ``owner`` exits, however it exits.
 
     The group stays in this session (a process cannot join a group of another session), but it is not the
-    terminal's foreground group, so a Ctrl-C there reaches the owner, which stops its broker itself.
+    terminal's foreground group, so a Ctrl-C there reaches the owner, which stops its broker itself. Its errors go
+    to the broker's ``log``: an inherited stderr would hold the starter's pipe open (the CLI's, read to its end).
     """
     # -I -S: the watchdog uses the standard library only; nothing from the environment or site-packages.
     command = [sys.executable, "-I", "-S", str(WATCHDOG), str(owner)]
-    watchdog = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, process_group=0)
+    with open(log, "ab") as log_file:
+        watchdog = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, process_group=0
+        )
     assert watchdog.stdout is not None
     with watchdog.stdout:
         ready = watchdog.stdout.readline()  # once it says so, the owner's exit cannot go unseen

@@ -278,7 +278,7 @@ def _start_once(plan: _Plan, port: int, controller_port: int) -> Broker:
     log = plan.data / LOG_NAME
     # An owned broker starts into the group of a watchdog that is already watching its owner: no moment in which
     # the owner could die and leave the broker behind.
-    watchdog = None if plan.owner is None else start_watchdog(plan.owner)
+    watchdog = None if plan.owner is None else start_watchdog(plan.owner, log)
     try:
         proc = _launch(plan.java, props, log, plan.jvm_opts, None if watchdog is None else watchdog.pid)
     except BaseException:

@@ -162,17 +162,18 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.Co
     )
 
 
-def _kill_leftover(pid: int) -> None:
-    """Last resort so a failing test does not leave a JVM behind."""
-    if pid_alive(pid):
+def _kill_leftover(state: dict[str, int]) -> None:
+    """Last resort so a failing test does not leave a JVM (or its watchdog) behind."""
+    if pid_alive(state["pid"]):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(state["pgid"] or state["pid"], signal.SIGKILL)
 
 
 def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
     require("the local JVM broker", local_jvm_unavailable_reason(), hint=JVM_HINT, variables=BROKER_VARIABLES)
     state_dir = tmp_path / "state"  # private: never touches a developer's own broker
-    env = {**os.environ, "K2_KAFKA_STATE_DIR": str(state_dir)}
+    # K2_KAFKA_OWNER: the broker outlives the CLI command, but not this test's process, even a killed one.
+    env = {**os.environ, "K2_KAFKA_STATE_DIR": str(state_dir), "K2_KAFKA_OWNER": str(os.getpid())}
     state_file = state_dir / "broker.json"
 
     start = _cli("start", env=env)
@@ -183,7 +184,8 @@ def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
     pid = int(state["pid"])
     try:
         assert state["bootstrap"] == bootstrap
-        assert pid_alive(pid)
+        assert pid_alive(pid)  # after the command that started it has ended
+        assert state["pgid"] not in (None, pid), "not in its watchdog's process group: not owned by this test"
 
         status = _cli("status", env=env)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -195,7 +197,7 @@ def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
         stop = _cli("stop", env=env)
         assert stop.returncode == 0, stop.stderr
     finally:
-        _kill_leftover(pid)
+        _kill_leftover(state)
 
     assert not pid_alive(pid), f"broker pid {pid} still running after stop"
     assert not state_file.exists()
