@@ -86,16 +86,16 @@ system-deps:
 	scripts/system_deps.sh
 
 kafka-fetch: install
-	$(RUN) python scripts/local_kafka.py fetch
+	$(RUN) python -m scripts.local_kafka fetch
 
 kafka-up: install
-	$(RUN) python scripts/local_kafka.py start
+	$(RUN) python -m scripts.local_kafka start
 
 kafka-status:
-	$(RUN) python scripts/local_kafka.py status
+	$(RUN) python -m scripts.local_kafka status
 
 kafka-down:
-	$(RUN) python scripts/local_kafka.py stop
+	$(RUN) python -m scripts.local_kafka stop
 
 clean: kafka-down
 	rm -rf .k2 $(REPORTS) .pytest_cache .ruff_cache .hypothesis

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import tempfile
 import time
@@ -68,26 +67,28 @@ def save_report(report: dict[str, Any], path: Path) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free right now (the local broker's helper, one definition for tests and benchmarks)."""
+    from scripts.local_kafka import free_ports
+
+    [port] = free_ports(1)
+    return port
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (peak resident) of a process in bytes (psutil is not a dependency)."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) * 1024
-    return values
+    """VmRSS (resident now) and VmHWM (peak resident) of a live process in bytes (`k2.ops.memory`'s readers)."""
+    from k2.ops.memory import peak_rss_bytes
+    from k2.ops.memory import rss_bytes as resident
+
+    return {"VmRSS": resident(pid), "VmHWM": peak_rss_bytes(pid)}
 
 
 def rss_bytes(pid: int) -> int:
     """A process's resident set in bytes, 0 once it has gone (for sampling a child until it exits)."""
+    from k2.ops.memory import rss_bytes as resident
+
     try:
-        return proc_status(pid).get("VmRSS", 0)
-    except OSError:
+        return resident(pid)
+    except (OSError, ProcessLookupError):
         return 0
 
 

@@ -18,7 +18,7 @@ from the same feed before a run once fewer than half of `--messages` are left to
 
     uv run python benchmarks/first_commit.py                             # 1,000,000 messages, 10 restarts
     uv run python benchmarks/first_commit.py --messages 20000 --restarts 3   # quick check
-Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts/local_kafka.py.
+Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts.local_kafka.
 Target: process start -> first commit <= 3 s (p95 over the restarts).
 """
 

@@ -7,7 +7,7 @@
 
     uv run python benchmarks/kafka_ingest.py                       # 1,000,000 messages, 20k msg/s for 20 s
     uv run python benchmarks/kafka_ingest.py --messages 50000 --rate-seconds 5   # quick check
-Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts/local_kafka.py.
+Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts.local_kafka.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib.util
 import itertools
 import json
 import os
@@ -41,6 +40,7 @@ from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.model.batch import RawBatch  # noqa: E402
 from k2.ops.config import load_settings  # noqa: E402
 from k2.storage.catalog import TRADES, ensure_tables, open_catalog  # noqa: E402
+from scripts.local_kafka import start_broker  # noqa: E402
 
 REPORT = REPORTS / "kafka_ingest.json"
 
@@ -50,11 +50,7 @@ def broker():
     if os.environ.get("K2_KAFKA_BOOTSTRAP"):
         yield os.environ["K2_KAFKA_BOOTSTRAP"]
         return
-    spec = importlib.util.spec_from_file_location("local_kafka", ROOT / "scripts" / "local_kafka.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_kafka"] = module
-    spec.loader.exec_module(module)
-    with module.start_broker() as running:
+    with start_broker() as running:  # owned: it dies with this process, even a killed one
         yield running.bootstrap
 
 

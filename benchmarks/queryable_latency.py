@@ -13,7 +13,7 @@ passes the probe's offset (what `kafka_ingest.py` reports), so `queryable - comm
 
     uv run python benchmarks/queryable_latency.py                        # 20,000 msg/s for 20 s, 50 probes/s
     uv run python benchmarks/queryable_latency.py --rate 2000 --seconds 5   # quick check
-Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts/local_kafka.py.
+Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts.local_kafka.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ measurement runs `--rounds` times, alternating, and the best of each is reported
 
     uv run python benchmarks/replay.py              # 200,000 rows -> benchmarks/reports/replay.json
     uv run python benchmarks/replay.py --quick      # 20,000 rows, one round, report to a temp file
-Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts/local_kafka.py.
+Uses K2_KAFKA_BOOTSTRAP when set, else starts (and stops) a private broker from scripts.local_kafka.
 """
 
 from __future__ import annotations

@@ -20,12 +20,12 @@ cleanup() {
     wait "$api_pid" 2>/dev/null || true
   fi
   if [ -n "$broker_started" ]; then
-    $RUN python scripts/local_kafka.py stop >/dev/null || true
+    $RUN python -m scripts.local_kafka stop >/dev/null || true
   fi
 }
 trap cleanup EXIT
 
-if ! $RUN python scripts/local_kafka.py status >/dev/null 2>&1; then
+if ! $RUN python -m scripts.local_kafka status >/dev/null 2>&1; then
   # A new broker's topics start empty, and a warehouse remembers positions in the topics it read (its seams and
   # Bytewax's recovery state): one left by an earlier demo would skip all that is published now. So a fresh one.
   if [ "$K2_DATA_DIR" != "$PWD/.k2" ] && [ -e "$K2_DATA_DIR/catalog.db" ]; then
@@ -35,10 +35,10 @@ if ! $RUN python scripts/local_kafka.py status >/dev/null 2>&1; then
   fi
   echo "== a new local broker, and a new warehouse in $K2_DATA_DIR"
   rm -rf "$K2_DATA_DIR/catalog.db" "$K2_DATA_DIR/warehouse" "${K2_RECOVERY_DIR:-$K2_DATA_DIR/recovery}"
-  $RUN python scripts/local_kafka.py start >/dev/null
+  $RUN python -m scripts.local_kafka start >/dev/null
   broker_started=1
 fi
-eval "$($RUN python scripts/local_kafka.py env --export)"
+eval "$($RUN python -m scripts.local_kafka env --export)"
 export K2_SOURCE=kafka K2_KAFKA_TAIL=false
 echo "== broker at $K2_KAFKA_BOOTSTRAP; publishing $messages synthetic messages"
 $RUN k2 produce --synthetic "$messages"

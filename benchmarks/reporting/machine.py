@@ -36,7 +36,7 @@ def _first(path: str, prefix: str) -> str | None:
 
 
 def kafka_version() -> str | None:
-    """The broker version the project's scripts start (pinned in the POM scripts/local_kafka.py fetches)."""
+    """The broker version the project's scripts start (pinned in the POM scripts/local_kafka fetches)."""
     try:
         for node in ElementTree.parse(KAFKA_POM).getroot().iter():
             if node.tag.endswith("kafka.version") and node.text:

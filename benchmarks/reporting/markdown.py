@@ -58,7 +58,7 @@ def machine(m: dict[str, Any]) -> list[str]:
         f"| OS | {m['os']} ({m['kernel']}) |",
         f"| Python | {m['python']} |",
         f"| Libraries | {libraries} |",
-        f"| Kafka | Apache Kafka {m['kafka']} (one KRaft node on loopback, scripts/local_kafka.py) |",
+        f"| Kafka | Apache Kafka {m['kafka']} (one KRaft node on loopback, scripts/local_kafka) |",
         "",
     ]
 

@@ -1,7 +1,7 @@
 """How the ingest flow runs with Bytewax recovery on: the recovery store and the `bytewax.run` command line.
 
-`scripts/ingest.sh` runs exactly this command (in bash); benchmarks and the tests that run the flow as a process
-build it here, so they measure and test what production runs.
+`scripts/ingest.sh` runs `python -m k2.flow.recovery` (`main`), which execs this command; benchmarks and the tests that
+run the flow as a process build it here too, so they measure and test what production runs.
 
 Two intervals, on purpose not one:
 - commits: every `K2_EPOCH_SECONDS` (the sink's timed commit), which sets produce -> committed latency;
@@ -16,12 +16,15 @@ Two intervals, on purpose not one:
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from bytewax.recovery import init_db_dir
 
-from k2.ops.config import Settings
+from k2.ops.config import Settings, load_settings
 
 
 def ensure_recovery_store(directory: Path, partitions: int = 1) -> None:
@@ -47,3 +50,18 @@ def flow_command(settings: Settings, recovery: Path, runner: tuple[str, ...] = (
         "-b",
         "0",
     ]
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """`python -m k2.flow.recovery [bytewax.run options]`, what `scripts/ingest.sh` runs: settings from `K2_*`, the
+    recovery store in `K2_RECOVERY_DIR` (default `<data dir>/recovery`, `K2_RECOVERY_PARTITIONS` files, default 1)
+    made if missing, then this process becomes `flow_command` plus the extra options (e.g. `-w 2`)."""
+    settings = load_settings()
+    recovery = Path(os.environ.get("K2_RECOVERY_DIR") or settings.data_path / "recovery")
+    ensure_recovery_store(recovery, int(os.environ.get("K2_RECOVERY_PARTITIONS") or 1))
+    command = [*flow_command(settings, recovery), *(sys.argv[1:] if argv is None else argv)]
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

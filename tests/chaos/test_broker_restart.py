@@ -7,7 +7,6 @@ span in its trace file), and the committed position at that moment must lie stri
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,25 +18,21 @@ from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.ops.config import load_settings
 from k2.storage.catalog import open_catalog
 from k2.storage.seams import committed_offsets
+from scripts.local_kafka import start_broker
 from tests.fixtures.flow import assert_landed_exactly
-from tests.fixtures.kafka import load_local_kafka, local_jvm_unavailable_reason
+from tests.fixtures.kafka import local_jvm_unavailable_reason
+from tests.fixtures.net import free_ports
 from tests.fixtures.requirements import BROKER_VARIABLES, require
 from tests.fixtures.traces import read_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_broker_restart_mid_run(tmp_path):
     require("a private local broker to restart", local_jvm_unavailable_reason(), variables=BROKER_VARIABLES)
-    lk = load_local_kafka()
-    port, controller = free_port(), free_port()
-    broker = lk.start_broker(tmp_path / "kafka", port=port, controller_port=controller, ephemeral=False)
+    port, controller = free_ports(2)  # kept across the restart
+    # Owned by this process (start_broker's default): both brokers die with it, even if pytest is killed.
+    broker = start_broker(tmp_path / "kafka", port=port, controller_port=controller, ephemeral=False)
     try:
         ensure_topics(broker.bootstrap, ["market.trades", "market.quotes", "market.dlq"], partitions=3)
         feed = SyntheticFeed(FeedConfig(messages=300_000, symbols=40))
@@ -71,7 +66,7 @@ def test_broker_restart_mid_run(tmp_path):
         committed = sum(committed_offsets(trades).values())
         assert 0 < committed < feed.stats.by_kind["trade"], f"not mid-ingest: {committed} trades committed"
         time.sleep(3.0)
-        broker = lk.start_broker(tmp_path / "kafka", port=port, controller_port=controller, ephemeral=False)
+        broker = start_broker(tmp_path / "kafka", port=port, controller_port=controller, ephemeral=False)
         attempts = 1
         # The flow may ride out the outage or fail; an operator (or a supervisor) restarts it until it finishes.
         while process.wait(timeout=600) != 0 and attempts < 5:

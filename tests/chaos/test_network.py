@@ -30,7 +30,8 @@ from k2.ops.reconcile import reconcile
 from k2.storage.catalog import QUOTES, TRADES, open_catalog
 from k2.storage.seams import committed_offsets
 from tests.fixtures.flow import assert_landed_exactly
-from tests.fixtures.kafka import load_local_kafka, private_local_broker
+from tests.fixtures.kafka import private_local_broker
+from tests.fixtures.net import free_port
 from tests.fixtures.proxy import Mode, TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,9 +94,8 @@ def test_proxy_delays_holds_and_resets_bytes():
 
 
 def test_flow_survives_latency_resets_and_a_partition_exactly_once(tmp_path):
-    lk = load_local_kafka()
     began = time.monotonic()
-    [broker_port] = lk.free_ports(1)
+    broker_port = free_port()
     with (
         TcpProxy(broker_port).start() as proxy,
         private_local_broker(tmp_path / "kafka", port=broker_port, advertised_port=proxy.port) as _broker,

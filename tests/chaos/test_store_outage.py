@@ -24,8 +24,8 @@ from k2.kafka.producer import publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.ops.config import load_settings
 from k2.storage.catalog import open_catalog
-from tests.fixtures.api import free_port
 from tests.fixtures.flow import assert_landed_exactly
+from tests.fixtures.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

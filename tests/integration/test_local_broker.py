@@ -1,4 +1,4 @@
-"""A real broker round trip, and the local_kafka.py CLI life cycle."""
+"""A real broker round trip, and the `python -m scripts.local_kafka` CLI life cycle."""
 
 from __future__ import annotations
 
@@ -27,14 +27,11 @@ from confluent_kafka import (
 
 # kafka_bootstrap / kafka_topic come from tests.fixtures.kafka, loaded by
 # tests/conftest.py (pytest_plugins).
-from tests.fixtures.kafka import (
-    LOCAL_KAFKA_SCRIPT,
-    TopicFactory,
-    load_local_kafka,
-    local_jvm_unavailable_reason,
-)
+from scripts.local_kafka import pid_alive
+from tests.fixtures.kafka import TopicFactory, local_jvm_unavailable_reason
 from tests.fixtures.requirements import BROKER_VARIABLES, require
 
+ROOT = Path(__file__).resolve().parents[2]
 JVM_HINT = "install Java 17 + Maven (`make kafka-fetch` caches the jars)"
 
 pytestmark = pytest.mark.integration
@@ -155,7 +152,8 @@ def test_kafka_topic_factory_creates_requested_partitions(kafka_bootstrap: str, 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(LOCAL_KAFKA_SCRIPT), *args],
+        [sys.executable, "-m", "scripts.local_kafka", *args],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -164,18 +162,18 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.Co
     )
 
 
-def _kill_leftover(pid: int) -> None:
-    """Last resort so a failing test does not leave a JVM behind."""
-    if load_local_kafka().pid_alive(pid):
+def _kill_leftover(state: dict[str, int]) -> None:
+    """Last resort so a failing test does not leave a JVM (or its watchdog) behind."""
+    if pid_alive(state["pid"]):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(state["pgid"] or state["pid"], signal.SIGKILL)
 
 
 def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
     require("the local JVM broker", local_jvm_unavailable_reason(), hint=JVM_HINT, variables=BROKER_VARIABLES)
-    lk = load_local_kafka()
     state_dir = tmp_path / "state"  # private: never touches a developer's own broker
-    env = {**os.environ, "K2_KAFKA_STATE_DIR": str(state_dir)}
+    # K2_KAFKA_OWNER: the broker outlives the CLI command, but not this test's process, even a killed one.
+    env = {**os.environ, "K2_KAFKA_STATE_DIR": str(state_dir), "K2_KAFKA_OWNER": str(os.getpid())}
     state_file = state_dir / "broker.json"
 
     start = _cli("start", env=env)
@@ -186,7 +184,8 @@ def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
     pid = int(state["pid"])
     try:
         assert state["bootstrap"] == bootstrap
-        assert lk.pid_alive(pid)
+        assert pid_alive(pid)  # after the command that started it has ended
+        assert state["pgid"] not in (None, pid), "not in its watchdog's process group: not owned by this test"
 
         status = _cli("status", env=env)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -198,9 +197,9 @@ def test_cli_start_status_stop_leaves_nothing_running(tmp_path: Path) -> None:
         stop = _cli("stop", env=env)
         assert stop.returncode == 0, stop.stderr
     finally:
-        _kill_leftover(pid)
+        _kill_leftover(state)
 
-    assert not lk.pid_alive(pid), f"broker pid {pid} still running after stop"
+    assert not pid_alive(pid), f"broker pid {pid} still running after stop"
     assert not state_file.exists()
     assert not Path(state["data_dir"]).exists(), "fresh data dir not removed on stop"
     assert _cli("status", env=env).returncode == 1

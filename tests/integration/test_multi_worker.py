@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,10 @@ from k2.kafka.producer import publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.ops.config import load_settings
 from tests.fixtures.flow import assert_landed_exactly
+from tests.fixtures.net import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, "-m", "bytewax.run", "flows.ingest"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -61,7 +55,7 @@ def test_two_workers_in_one_process(produced, tmp_path):
 def test_two_processes(produced, tmp_path):
     feed, env = produced
     env = {**env, "K2_DATA_DIR": str(tmp_path / "p2")}
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    addresses = ";".join(f"127.0.0.1:{port}" for port in free_ports(2))
     processes = [
         subprocess.Popen(
             [*COMMAND, "-i", str(i), "-a", addresses],

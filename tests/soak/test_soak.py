@@ -23,7 +23,8 @@ from k2.ops.config import load_settings
 from k2.ops.reconcile import reconcile
 from k2.storage.catalog import ensure_tables, open_catalog
 from k2.storage.writer import SIDE_TABLE_INTERVALS
-from tests.fixtures.api import api_server, free_port
+from tests.fixtures.api import api_server
+from tests.fixtures.net import free_port
 from tests.soak.config import PRODUCT, SoakConfig
 from tests.soak.exactness import count_landed
 from tests.soak.flow_process import finish_bounded, flow_log_tail, flow_process, stop, trace_dir

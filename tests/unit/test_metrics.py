@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +13,7 @@ from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.ops.metrics import serve_metrics
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import DROP, quote, raw_batch, trade
+from tests.fixtures.net import free_port
 
 
 def sample(name: str, **labels: str) -> float:
@@ -134,17 +134,11 @@ def test_a_batch_log_line_names_its_source_positions(settings, caplog):
     assert "metrics-log.trades/2 offsets 40..42" in line.getMessage()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_metrics_are_served_once_per_process():
     assert serve_metrics(0) is None  # off
-    port = serve_metrics(_free_port(), "127.0.0.1")
+    port = serve_metrics(free_port(), "127.0.0.1")
     assert port is not None
-    assert serve_metrics(_free_port(), "127.0.0.1") == port  # a second worker in the process shares it
+    assert serve_metrics(free_port(), "127.0.0.1") == port  # a second worker in the process shares it
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert "# TYPE k2_ingest_messages_total counter" in text

@@ -1,14 +1,16 @@
-"""The recovery run command: the one scripts/ingest.sh runs, built for the tests and benchmarks that run the flow."""
+"""The recovery run command: the one scripts/ingest.sh runs (`python -m k2.flow.recovery`), built for the tests and
+benchmarks that run the flow."""
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from k2.flow.recovery import ensure_recovery_store, flow_command
+from k2.flow.recovery import ensure_recovery_store, flow_command, main
 from k2.ops.config import ConfigError, load_settings
 
 pytestmark = pytest.mark.unit
@@ -30,11 +32,29 @@ def test_the_snapshot_interval_is_whole_positive_seconds():
         load_settings({"K2_SNAPSHOT_SECONDS": "2.5"})
 
 
-def test_the_ingest_script_runs_the_same_command_with_the_same_default():
+def test_the_ingest_script_runs_this_module_not_a_command_of_its_own():
     script = (ROOT / "scripts" / "ingest.sh").read_text()
-    default = re.search(r'-s "\$\{K2_SNAPSHOT_SECONDS:-(\d+)\}" -b 0', script)
-    assert default is not None, "scripts/ingest.sh no longer passes K2_SNAPSHOT_SECONDS to bytewax.run -s"
-    assert int(default.group(1)) == load_settings({}).snapshot_seconds
+    assert re.search(r'^exec .* python -m k2\.flow\.recovery "\$@"$', script, re.MULTILINE), script
+    assert "flows.ingest" not in script and " -r " not in script  # the command is not spelt out twice
+
+
+def test_main_makes_the_store_then_becomes_the_flow_command(tmp_path, monkeypatch):
+    executed: list[list[str]] = []
+
+    def execv(path: str, args: list[str]) -> None:
+        executed.append(args)
+        raise SystemExit(0)  # the real one never returns
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setenv("K2_DATA_DIR", str(tmp_path / "k2"))
+    monkeypatch.setenv("K2_SNAPSHOT_SECONDS", "3")
+    monkeypatch.setenv("K2_RECOVERY_PARTITIONS", "2")
+    with pytest.raises(SystemExit):
+        main(["-w", "2"])
+    recovery = tmp_path / "k2" / "recovery"
+    assert sorted(p.name for p in recovery.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
+    assert executed == [[*flow_command(load_settings(), recovery), "-w", "2"]]
+    assert executed[0][executed[0].index("-s") + 1] == "3"
 
 
 def test_the_recovery_store_is_made_once_and_then_kept(tmp_path):
