@@ -1,7 +1,7 @@
 """What the benchmarks that run the ingest flow on a real broker share: the flow process's environment and command
 (as scripts/ingest.sh runs it), the topics it reads, and when its commits landed (each snapshot's seam).
 
-The broker itself comes from `benchmarks.kafka_ingest.broker` (K2_KAFKA_BOOTSTRAP, else scripts/local_kafka.py).
+The broker itself comes from `benchmarks.kafka_ingest.broker` (K2_KAFKA_BOOTSTRAP, else scripts.local_kafka).
 """
 
 from __future__ import annotations
