@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.requirements import require_executable
 
-MONITORING = Path(__file__).resolve().parents[2] / "k2" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[2] / "k2" / "ops" / "monitoring"
 
 
 @pytest.fixture(scope="module")
