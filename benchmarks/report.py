@@ -1,5 +1,6 @@
 """The benchmark report: reads the JSON reports of one run directory and writes `report.md`, `report.json` (every
-figure, ratio and target, machine-readable) and PNG charts under `charts/`.
+figure, ratio and target, machine-readable) and PNG charts under `charts/`. report.md ends with the hand-written
+`benchmarks/reporting/design_measurements.md` (the figures behind design choices that code comments point to).
 
 Each figure is shown beside its same-run baseline with the ratio, each issue target with whether it was met, and
 each ratio is compared with the previous report (the committed `benchmarks/report.json`, else the one about to be

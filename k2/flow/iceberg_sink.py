@@ -23,9 +23,10 @@ COMMITTER = "iceberg"  # the one sink partition: a single committer per table av
 
 
 # The flow collects garbage rarely (see `k2.flow.steps.tune_process`), so cyclic garbage (pyiceberg's metadata objects
-# of every commit among it) would wait for a full collection that may not come for many minutes: the soak measured
-# the flow's RSS creeping +8 % in 2 minutes, flat (+1 %) with full collections. One every interval, at an epoch end,
-# costs a fraction of a percent; collecting as often by thresholds cost ~15 % of throughput.
+# of every commit among it) would wait for a full collection that may not come for many minutes: in the soak the
+# flow's RSS crept without full collections and stayed flat with them. One every interval, at an epoch end, costs
+# little; collecting as often by thresholds cost much more throughput (figures: benchmarks/report.md,
+# "Design measurements: Garbage collection").
 FULL_COLLECTION_SECONDS = 20.0
 
 
@@ -46,8 +47,9 @@ class _CommitterPartition(StatefulSinkPartition[ArrowBatch, SinkState]):
 
     def snapshot(self) -> PendingSnapshot | None:
         # Runs after the epoch's writes: hand everything to the committer and return what may not be in Iceberg
-        # yet. The epoch's state then covers its data without waiting for the commit (measured: the flow spent
-        # a third of its time waiting here); a restart from this epoch commits the rest (`recover`).
+        # yet. The epoch's state then covers its data without waiting for the commit (waiting here took much of the
+        # flow's time: benchmarks/report.md, "Design measurements: Commits at epoch ends"); a restart from this
+        # epoch commits the rest (`recover`).
         state = self.writer.end_epoch()
         if time.monotonic() - self._collected_at >= FULL_COLLECTION_SECONDS:
             gc.collect()

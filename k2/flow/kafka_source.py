@@ -75,11 +75,11 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
                 "group.id": "k2-ingest",  # required by librdkafka; nothing is ever committed to it
                 "enable.auto.commit": False,
                 "enable.partition.eof": not tail,
-                # Prefetch a few batches, not librdkafka's default 64 MiB per partition: one consumer per partition
-                # would otherwise hold hundreds of MiB (measured: flow RSS 492 MiB with 4 partitions). A full queue
-                # postpones the partition's next fetch by `fetch.queue.backoff.ms`, 1 s by default: that, not the
-                # queue size, capped the flow (1M trades, 4 partitions: 2 MiB queues 22.9k msg/s with the default
-                # backoff, 74k with 10 ms; 8 MiB queues and the default backoff 52-62k at ~100 MiB more RSS).
+                # Prefetch a few batches, not librdkafka's default 64 MiB per partition: with one consumer per
+                # partition that default would be much of the flow's memory. A full queue postpones the partition's
+                # next fetch by `fetch.queue.backoff.ms`, 1 s by default: that, not the queue size, capped the
+                # flow's throughput, so a short backoff lets a small queue keep up (figures: benchmarks/report.md,
+                # "Design measurements: Kafka consumer").
                 "fetch.max.bytes": 2 * 1024 * 1024,
                 "queued.min.messages": 4 * batch_size,
                 "queued.max.messages.kbytes": 2 * 1024,

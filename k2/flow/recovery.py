@@ -7,11 +7,11 @@ Two intervals, on purpose not one:
 - commits: every `K2_EPOCH_SECONDS` (the sink's timed commit), which sets produce -> committed latency;
 - recovery snapshots: every `K2_SNAPSHOT_SECONDS` (`bytewax.run -s`). A snapshot carries the rows handed to a
   commit that may not have landed yet, so at one per commit every row goes through pickle and the recovery
-  store's SQLite once more: with 1 s snapshots the flow read 53k msg/s from Kafka, 70-97k with 5-10 s, 84k
-  without recovery (1M messages, 4 partitions, `benchmarks/kafka_ingest.py`). A restart replays at most one
-  snapshot interval from Kafka; the seams drop what was committed, so exactly-once never depends on either.
-  The default stays 1 s: with 10 s the CI soak saw the flow's RSS creep (+5.0% and +13.6% after warm-up, against
-  +3.5% with 1 s); not explained yet.
+  store's SQLite once more: fewer snapshots let the flow read faster from Kafka, close to its rate without
+  recovery. A restart replays at most one snapshot interval from Kafka; the seams drop what was committed, so
+  exactly-once never depends on either.
+  The default stays 1 s: with 10 s the CI soak saw the flow's RSS creep more than with 1 s; not explained yet
+  (figures: benchmarks/report.md, "Design measurements: Recovery snapshot interval").
 """
 
 from __future__ import annotations

@@ -164,16 +164,17 @@ def _log_batch(batch: IngestBatch) -> None:
 def tune_process() -> None:
     """Process settings for the flow (called once at its start).
 
-    Collect rarely: the flow allocates millions of short-lived objects and holds no cycles worth chasing.
-    Measured here: decoding with default thresholds spent ~half its time in the young-generation collector.
+    Collect rarely: the flow allocates millions of short-lived objects and holds no cycles worth chasing. With the
+    default thresholds, decoding spent much of its time in the young-generation collector (benchmarks/report.md,
+    "Design measurements: Garbage collection").
 
     Arrow allocates through jemalloc unless `ARROW_DEFAULT_MEMORY_POOL` says otherwise: the flow allocates and
-    frees tens of MiB of Arrow buffers per commit. mimalloc (pyarrow's default) keeps them (Kafka benchmark: peak
-    RSS 449 MiB, 367 with the system allocator). glibc's malloc keeps what a burst took: the soak (tests/soak,
-    3k msg/s) saw the flow's RSS creep and step up after every stall, never coming back: 541 -> 1,021 MiB in 5
-    minutes, +8.7% in 2. jemalloc returns freed pages after a second (Arrow's decay time): flat between bursts, and
-    a 12 s stall's +74 MiB went back to +47 (glibc: +87, kept). Its cost: a higher peak on the Kafka benchmark
-    (663 MB, against 560-590 on glibc), for a flat line over hours.
+    frees large Arrow buffers at every commit. mimalloc (pyarrow's default) keeps them, with a higher peak than the
+    system allocator. glibc's malloc keeps what a burst took: in the soak (tests/soak) the flow's RSS crept and
+    stepped up after every stall, never coming back. jemalloc returns freed pages after a second (Arrow's decay
+    time): flat between bursts, and most of a stall's growth goes back. Its cost: a higher peak than glibc's on the
+    Kafka benchmark, for a flat line over hours (figures: benchmarks/report.md,
+    "Design measurements: Arrow memory pool").
     The system allocator remains the fallback for a pyarrow built without jemalloc.
     """
     gc.collect()

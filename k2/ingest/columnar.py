@@ -1,7 +1,7 @@
 """Records to Arrow, column by column, in the exact schemas of the Iceberg tables.
 
-Built column-wise (one list per field, then one C-level conversion) because per-row dicts cost ~2 µs a row,
-more than everything else in the flow together.
+Built column-wise (one list per field, then one C-level conversion) because per-row dicts were the flow's largest
+cost (benchmarks/report.md, "Design measurements: Building Arrow columns").
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def records_table(
     """The rows of one data table. Decimals arrive as exact text (`TradeRow`/`QuoteRow`) and become decimal128 in
     one C-level cast; a quote's `one_sided`/`crossed` flags are derived here, column-wise, from its prices.
 
-    One list comprehension per field with the attribute named in the code (a specialised attribute load, about
-    twice as fast as `getattr` with a variable name): this runs for every row of every table.
+    One list comprehension per field with the attribute named in the code (a specialised attribute load, faster
+    than `getattr` with a variable name): this runs for every row of every table.
     """
     schema = ARROW_SCHEMAS[name]
     n = len(records)

@@ -56,7 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     epoch_seconds: float = 1.0  # the commit interval: sets produce -> committed latency
     # Bytewax recovery snapshots (`bytewax.run -s`, scripts/ingest.sh), whole seconds: how far a restart replays
     # from Kafka. A snapshot carries the rows of a commit in flight, so fewer snapshots are faster (see
-    # k2.flow.recovery: 10 s gave +30-60% msg/s) but the soak's RSS crept with 10 s in CI (unexplained): 1 by default.
+    # k2.flow.recovery) but the soak's RSS crept with 10 s in CI (unexplained): 1 by default.
     snapshot_seconds: int = 1
     commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
     # SIGTERM / Ctrl-C: the sources end and the sinks commit what they hold (k2.ops.stopping); a drain longer than this
@@ -80,8 +80,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_every_commits: int = 300
     snapshot_retain_last: int = 20
     snapshot_retention_seconds: float = 900.0
-    # Compaction reads and rewrites whole partitions: in the flow process it made RSS jump by ~100 MB (soak), so by
-    # default the flow only expires snapshots and merges manifests; compact with `k2 maintain` (cron) instead.
+    # Compaction reads and rewrites whole partitions: in the flow process it made RSS jump (soak; benchmarks/report.md,
+    # "Design measurements: Compaction outside the flow"), so by default the flow only expires snapshots and merges
+    # manifests; compact with `k2 maintain` (cron) instead.
     maintenance_compact: bool = False
 
     # Validation: fixed bounds, never the wall clock, so replays decide the same

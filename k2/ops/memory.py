@@ -1,11 +1,11 @@
 """Giving the heap's freed memory back to the operating system.
 
-glibc's malloc keeps freed chunks inside its heaps: a flow that allocates and frees a few hundred MiB of small
-objects a second (librdkafka's messages, Python lists, pyiceberg's metadata) ends up holding much of it as free
-but resident memory. Measured on the Kafka benchmark (1M trades, 4 partitions): glibc reported ~150-190 MiB free
-inside its heaps and the flow's RSS sat at 550-650 MiB; trimming every 2 s brought it to 380-480 MiB, each trim
-taking 6-30 ms (off the flow's thread, without the GIL). Setting `MALLOC_MMAP_THRESHOLD_` or
-`MALLOC_TRIM_THRESHOLD_` did not help: the free chunks lie between live ones, not at the heap's top.
+glibc's malloc keeps freed chunks inside its heaps: a flow that allocates and frees many small objects every
+second (librdkafka's messages, Python lists, pyiceberg's metadata) ends up holding much of it as free but resident
+memory. Trimming now and then (off the flow's thread, without the GIL) gives it back and lowers the flow's RSS, at
+a small cost per trim (figures: benchmarks/report.md, "Design measurements: Returning free heap memory"). Setting
+`MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` did not help: the free chunks lie between live ones, not at
+the heap's top.
 """
 
 from __future__ import annotations

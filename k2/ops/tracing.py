@@ -10,8 +10,8 @@ once at its start (`flows.ingest`); it turns tracing on when either is set:
 - `K2_TRACE_FILE`: every finished span is appended at once as one JSON line (`span_record`) with one write(2), so
   the spans of a process killed with `kill -9` are in the file up to its last finished span. Several processes
   and workers may share the file. `tests/fixtures/traces.py` reads it back and tells a message's path. With the
-  file alone, spans are written without the SDK (the same lines, a fraction of the cost: measured in the flow,
-  ~75 us per SDK span against ~7).
+  file alone, spans are written without the SDK (the same lines, a fraction of the cost: benchmarks/report.md,
+  "Design measurements: Trace spans").
 
 Using it (the flow's steps; `k2.storage.writer` adds `buffer`, `commit` and `recovery`):
 
@@ -88,8 +88,8 @@ _OFF = Span()
 class _Recording(Span):
     """A live SDK span around the block; an exception leaving it is recorded and sets the status to ERROR.
 
-    Started with `start_span`, not made the current span: a quarter cheaper (no context to attach and detach), and
-    the flow's spans are roots anyway.
+    Started with `start_span`, not made the current span: cheaper (no context to attach and detach; figures in
+    benchmarks/report.md, "Design measurements: Trace spans"), and the flow's spans are roots anyway.
     """
 
     __slots__ = ("_span",)

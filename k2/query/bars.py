@@ -22,7 +22,8 @@ from k2.storage.catalog import PRICE, TRADES
 _QUANTUM = Decimal(1).scaleb(-PRICE.scale)
 _CONTEXT = Context(prec=60)
 # Open and close are the first and last trade by this key (unsequenced trades first within a microsecond, as in
-# the latest index); arg_min/arg_max stream, where ordered aggregates sort each bucket (measured 1.4x slower).
+# the latest index); arg_min/arg_max stream, where ordered aggregates sort each bucket and were slower (figures:
+# benchmarks/report.md, "Design measurements: Bars: open and close").
 _KEY = '("timestamp", coalesce(source_sequence, -1), source_topic, source_partition, source_offset)'
 
 _BARS = f"""

@@ -134,7 +134,8 @@ class QueryEngine:
         self._db = duckdb.connect(config={"threads": duckdb_threads})
         self._db.execute("SET GLOBAL TimeZone = 'UTC'")  # timestamptz values come back as UTC datetimes
         # Keep Parquet footers between queries: Iceberg never rewrites a data file in place, and re-reading the
-        # footers of the planned files was a quarter of a point query (30M trades: p50 21 -> 16 ms).
+        # footers of the planned files was a large part of a point query (benchmarks/report.md,
+        # "Design measurements: Parquet footer cache").
         self._db.execute("SET GLOBAL parquet_metadata_cache = true")
         # The parent connection is not thread-safe, creating cursors included (two threads doing it at once were
         # seen to stall the process); each thread keeps one cursor, created under this lock.
@@ -169,9 +170,9 @@ class QueryEngine:
         """The table's metadata, at most `refresh_seconds` old (None: not created).
 
         Past half that age a query still gets the cached metadata and a background thread re-reads it from the
-        catalog, so a steady stream of queries never waits on the catalog (the re-read took ~9 ms, paid by one
-        query in three in the query benchmark: point p50 17 ms, p95 26). Only past the full age does a query
-        re-read it itself; the staleness bound is the same either way.
+        catalog, so a steady stream of queries never waits on the catalog (a re-read in the query path weighed on
+        many queries: benchmarks/report.md, "Design measurements: Table metadata refresh"). Only past the full age
+        does a query re-read it itself; the staleness bound is the same either way.
         """
         now = self._clock()
         with self._lock:

@@ -75,8 +75,8 @@ def _filtered(
 
 class TailPart:
     """Clean tail rows of one partition, sorted by symbol, with where each symbol's rows lie: a query for a few
-    symbols (the usual case) slices them out instead of filtering every buffered row (measured: filtering 50k
-    buffered rows per table was most of what a realtime query added)."""
+    symbols (the usual case) slices them out instead of filtering every buffered row (that filter was the main cost
+    a realtime query added: benchmarks/report.md, "Design measurements: Realtime tail")."""
 
     __slots__ = ("index", "max_offset", "rows")
 

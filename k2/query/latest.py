@@ -1,10 +1,11 @@
 """The newest trade and quote per instrument, kept up to date per snapshot without rescanning history.
 
-Scanning a whole table for "latest per symbol" takes seconds at tens of millions of rows. So the index keeps, per
-`(exchange, symbol)`, the newest row, the first event time and the row count for one snapshot, and when a newer
-snapshot only added files (every append) it folds in just those files. A snapshot that removed files (compaction,
-overwrite, expiry) or carries delete files is computed afresh. "Newest" is the greatest
-`(timestamp, source_sequence, source position)`, so ties in one microsecond resolve by sequence.
+Scanning a whole table for "latest per symbol" is slow on a large table (benchmarks/report.md,
+"Design measurements: Latest index"). So the index keeps, per `(exchange, symbol)`, the newest row, the first
+event time and the row count for one snapshot, and when a newer snapshot only added files (every append) it folds
+in just those files. A snapshot that removed files (compaction, overwrite, expiry) or carries delete files is
+computed afresh. "Newest" is the greatest `(timestamp, source_sequence, source position)`, so ties in one
+microsecond resolve by sequence.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def latest_by_symbol(
         sources[alias] = f"{{{alias}_state}}"
         if scan.tail is not None and scan.tail.rows.num_rows:
             tails[alias] = arrows[f"{alias}_tail"] = scan.tail.rows
-            # The tail's rows folded into the kept state inside the one query below (each query costs ms).
+            # The tail's rows folded into the kept state inside the one query below (each query has a fixed cost).
             as_state = (
                 "SELECT exchange, symbol, r AS latest, r.timestamp AS first_time, 1::BIGINT AS rows"
                 f" FROM {{{alias}_tail}} AS r"
@@ -152,8 +153,9 @@ def latest_by_symbol(
             sources[alias] = f"({_FOLD.format(parts=both)})"
         freshness[name] = scan.freshness
     if symbols and tails:
-        # A few named instruments: folding their kept rows and tail rows here takes a fraction of a millisecond,
-        # where the SQL below costs tens (measured: it was most of what realtime added to a one-symbol latest).
+        # A few named instruments: folding their kept rows and tail rows here is much cheaper than the SQL below,
+        # which was the main cost realtime added to a one-symbol latest (benchmarks/report.md,
+        # "Design measurements: Latest index").
         return _fold_in_python(states, tails, exchange), freshness
     params: dict[str, Any] = {}
     clauses = []

@@ -1,9 +1,10 @@
 """Query planning: which Parquet files of a table snapshot can hold the rows a query asks for.
 
-pyiceberg planning costs tens of milliseconds per query and grows with the manifest count, while DuckDB reads a
-few pruned files in less. So a snapshot is planned once: every live data file with its row count and the bounds
-of `symbol` and of the table's time column, read from the manifests (manifests are immutable, so each one is read
-once per process, however many snapshots list it). A query then prunes that list in memory in microseconds.
+pyiceberg planning costs more per query than DuckDB takes to read a few pruned files, and grows with the manifest
+count (benchmarks/report.md, "Design measurements: Query planning"). So a snapshot is planned once: every live
+data file with its row count and the bounds of `symbol` and of the table's time column, read from the manifests
+(manifests are immutable, so each one is read once per process, however many snapshots list it). A query then
+prunes that list in memory, cheaply.
 """
 
 from __future__ import annotations

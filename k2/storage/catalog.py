@@ -46,12 +46,13 @@ TABLE_NAMES = (TRADES, QUOTES, DEAD_LETTERS, SEQUENCE_GAPS)
 TABLE_FOR_KIND = {"trade": TRADES, "quote": QUOTES}
 
 PRICE = DecimalType(18, 8)
-# Small row groups let DuckDB skip most of a file for one symbol's minute: it decompresses whole row groups
-# (measured on 30M trades: 1M-row groups 74 ms p50, 128k 25 ms, 32k 16 ms; files 4% larger at 32k). One day's
-# file, one symbol's minute, all columns, footers cached: 32k 10-15 ms p50, 16k 8-10, 8k 9-11 (files +0.4 %).
+# Small row groups let DuckDB skip most of a file for one symbol's minute: it decompresses whole row groups. Files
+# grow only a little as groups shrink; this size answered one symbol's minute fastest of those tried, smaller ones
+# no faster (figures: benchmarks/report.md, "Design measurements: Parquet row groups and codec").
 TABLE_PROPERTIES = {
     "write.parquet.row-group-limit": "16384",
-    # lz4 writes 5x faster than zstd here (0.8 vs 4.3 µs a row, measured); compaction may recompress.
+    # lz4 writes much faster than zstd here (benchmarks/report.md, "Design measurements: Parquet row groups and codec");
+    # compaction may recompress.
     "write.parquet.compression-codec": "lz4",
     "format-version": "2",
 }

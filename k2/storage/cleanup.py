@@ -28,8 +28,9 @@ class _ReferenceCache:
     """What each manifest list and manifest references, read once per process: they never change once written.
 
     Expiry asks what every kept snapshot references; with a snapshot a second that is about a thousand manifest
-    lists per run, and re-reading them all held the flow's commits for seconds. Entries are dropped when their
-    file is deleted, and the whole cache when it passes `limit` entries (it only costs a re-read).
+    lists per run, and re-reading them all held the flow's commits up (benchmarks/report.md,
+    "Design measurements: Snapshot expiry"). Entries are dropped when their file is deleted, and the whole cache
+    when it passes `limit` entries (it only costs a re-read).
     """
 
     def __init__(self, limit: int = 200_000) -> None:

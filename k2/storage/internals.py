@@ -30,8 +30,9 @@ write_data_files = _dataframe_to_data_files  # (metadata, arrow table, io, write
 
 class MetadataSharingTransaction(Transaction):
     """pyiceberg's transaction (what `Table.append` uses), minus a deep copy of the whole table metadata at every
-    look before anything is staged: ~19 looks per append, ~30% of a commit's time measured, and growing with every
-    snapshot. The metadata models are frozen, so the unchanged metadata can be handed out as it is."""
+    look before anything is staged: an append looks many times, the copies were a large share of a commit's time,
+    and they grow with every snapshot (benchmarks/report.md, "Design measurements: Commit cost over time"). The
+    metadata models are frozen, so the unchanged metadata can be handed out as it is."""
 
     @property
     def table_metadata(self) -> TableMetadata:
@@ -87,8 +88,9 @@ class RewriteFiles(_OverwriteFiles):
 class ExpireSnapshotsById(ExpireSnapshots):
     """`ExpireSnapshots` that checks a list of ids against the metadata once.
 
-    pyiceberg's `by_id` rebuilds (deep-copies) the transaction's metadata twice per id: expiring a few hundred of a
-    thousand snapshots took about a minute, and the flow's commits waited behind it.
+    pyiceberg's `by_id` rebuilds (deep-copies) the transaction's metadata twice per id: expiring hundreds of
+    snapshots was slow, and the flow's commits waited behind it (benchmarks/report.md,
+    "Design measurements: Snapshot expiry").
     """
 
     def by_ids(self, snapshot_ids: list[int]) -> ExpireSnapshots:

@@ -1,9 +1,9 @@
 """Table maintenance: compaction of small files, manifest merging, snapshot expiry and file cleanup.
 
 Without it every commit makes the table a little slower to commit to: the metadata file lists every snapshot and
-the manifest list every manifest (pyiceberg SQL-catalog appends were measured rising from 35 to 119 ms over 100
-commits). What pyiceberg 0.12 offers is used as it is: `ExpireSnapshots` (metadata only), its manifest merge
-manager, its Parquet writer and reader, commit retries for snapshot producers, and the metadata-log trimming of
+the manifest list every manifest (benchmarks/report.md, "Design measurements: Commit cost over time"). What
+pyiceberg 0.12 offers is used as it is: `ExpireSnapshots` (metadata only), its manifest merge manager, its Parquet
+writer and reader, commit retries for snapshot producers, and the metadata-log trimming of
 `write.metadata.previous-versions-max` / `delete-after-commit`. What it lacks is done here:
 
 - **Compaction** (`compact`): per partition, small data files are read (projected onto the current schema, so

@@ -216,7 +216,8 @@ class IcebergWriter:
 
     def _epoch_end_near(self, now: float) -> bool:
         """True shortly before the next epoch end is due: its commit is about to come, and a timed commit just
-        before it would only double the fixed cost of a commit (measured: pairs of commits a few ms apart)."""
+        before it would only double the fixed cost of a commit (benchmarks/report.md,
+        "Design measurements: Commits at epoch ends")."""
         if len(self._epoch_ends) < 2:
             return False
         previous, last = self._epoch_ends

@@ -1,10 +1,12 @@
 """The benchmark report builder (benchmarks/report.py) on small benchmark reports shaped as the benchmarks write
 them, plus the committed query/realtime/Kafka reports as they are: ratios against the same-run baseline, targets,
-charts, regression flags beyond the noise band, and a broken run failing loudly."""
+charts, regression flags beyond the noise band, a broken run failing loudly, and the hand-written design
+measurements that end every report (and that code comments point to)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,12 @@ from typing import Any
 import pytest
 
 from benchmarks import report as report_cli
+from benchmarks.reporting.markdown import DESIGN_MEASUREMENTS
 from benchmarks.reporting.regression import NOISE_BAND
 
 pytestmark = pytest.mark.unit
-COMMITTED_REPORTS = Path(__file__).resolve().parents[2] / "benchmarks" / "reports"
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_REPORTS = ROOT / "benchmarks" / "reports"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -201,6 +205,9 @@ def test_figures_ratios_targets_and_charts_with_no_previous_report(tmp_path: Pat
     }
     assert all(p.read_bytes().startswith(PNG) for p in charts)
     assert all(f"](charts/{p.name})" in markdown for p in charts)
+    # The hand-written design measurements close the report, after the regression check, exactly as written.
+    assert markdown.rstrip().endswith(DESIGN_MEASUREMENTS.read_text().strip())
+    assert markdown.index("## Regression check") < markdown.index("\n## Design measurements\n")
 
 
 def test_change_beyond_the_band_is_flagged_and_printed_but_does_not_fail(tmp_path: Path, capsys) -> None:
@@ -307,3 +314,23 @@ def test_first_commit_figures_targets_and_its_own_chart(tmp_path: Path) -> None:
     code, report = build(write_run(tmp_path / "fast", {"first_commit": fast}), tmp_path / "out")
     assert code == 0 and all(t["met"] for t in report["targets"])
     assert figures_of(report)["first_commit.first_recovery_commit_p50"]["value"] == 1.4
+
+
+def test_every_design_measurement_a_comment_cites_is_in_the_report() -> None:
+    """Comments in k2/ and flows/ cite `benchmarks/report.md, "Design measurements: <heading>"` for their figures:
+    each cited heading is a section of design_measurements.md, each section is cited, and the committed report.md
+    carries the section as it is now (regenerate it with benchmarks/report.py after editing the file)."""
+    headings = [
+        line.removeprefix("### ") for line in DESIGN_MEASUREMENTS.read_text().splitlines() if line.startswith("### ")
+    ]
+    cited = {
+        (path.relative_to(ROOT).as_posix(), heading)
+        for folder in ("k2", "flows")
+        for path in (ROOT / folder).rglob("*.py")
+        for heading in re.findall(r'"Design measurements: ([^"]+)"', path.read_text())
+    }
+    assert len(headings) == len(set(headings)) >= 20
+    assert sorted((path, h) for path, h in cited if h not in headings) == []
+    assert sorted(set(headings) - {h for _, h in cited}) == []
+    committed = (ROOT / "benchmarks" / "report.md").read_text()
+    assert committed.rstrip().endswith(DESIGN_MEASUREMENTS.read_text().strip())
