@@ -18,6 +18,7 @@ COPY scripts scripts
 COPY --from=page-assets /page/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js \
      api/page/vendor/lightweight-charts.standalone.production.js
 RUN uv sync --frozen --no-dev --extra postgres
-ENV PATH="/app/.venv/bin:$PATH" K2_DATA_DIR=/data
+# UV_NO_SYNC: scripts/ingest.sh runs `uv run`, which would otherwise install the dev group at start.
+ENV PATH="/app/.venv/bin:$PATH" K2_DATA_DIR=/data UV_NO_SYNC=1
 # The flow with Bytewax recovery state under /data/recovery (mount a volume there to keep it across restarts).
 CMD ["scripts/ingest.sh"]
