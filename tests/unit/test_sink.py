@@ -6,14 +6,11 @@ import threading
 import pyarrow as pa
 import pytest
 
-from k2.ingest.columnar import to_arrow
-from k2.ingest.dedupe import Deduper
-from k2.ingest.sequence import SequenceTracker
-from k2.ingest.validate import Rules, validate_batch
+from k2.ingest.validate import Rules
 from k2.storage.catalog import DEAD_LETTERS, TRADES, open_catalog, read_table
 from k2.storage.seams import committed_offsets, resume_offsets, summed_property
 from k2.storage.writer import IcebergWriter
-from tests.fixtures.market import raw_batch, trade
+from tests.fixtures.market import raw_batch, to_arrow_batch, trade
 
 RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)
 
@@ -23,8 +20,7 @@ def arrow_batch(start: int, count: int, duplicate_every: int = 0):
     for offset in range(start, start + count):
         seq = offset - 1 if duplicate_every and offset % duplicate_every == 0 else offset
         messages.append(trade(trade_id=f"t{seq}", source_sequence=seq + 1))
-    batch = validate_batch(raw_batch(messages, start=start), "trade", RULES)
-    return to_arrow(Deduper(10**12, 1000).dedupe_batch(SequenceTracker().check_batch(batch)))
+    return to_arrow_batch(raw_batch(messages, start=start))
 
 
 def writer(settings, **kwargs):
@@ -155,8 +151,7 @@ def test_no_commit_runs_after_a_failed_one(settings, monkeypatch):
 def _batch_with_dead_letter(start: int, count: int):
     messages = [trade(trade_id=f"t{o}", source_sequence=o + 1) for o in range(start, start + count)]
     messages[1] = b"garbage"
-    batch = validate_batch(raw_batch(messages, start=start), "trade", RULES)
-    return to_arrow(Deduper(10**12, 1000).dedupe_batch(SequenceTracker().check_batch(batch)))
+    return to_arrow_batch(raw_batch(messages, start=start))
 
 
 @pytest.mark.parametrize("side_committed_later", [False, True])

@@ -13,7 +13,7 @@ from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open
 from k2.storage.seams import committed_offsets, summed_property
 from k2.storage.writer import IcebergWriter
 from tests.fixtures.flow import run_ingest
-from tests.fixtures.market import raw_batch, trade
+from tests.fixtures.market import raw_batch, to_arrow_batch, trade
 
 RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)
 TRADES_0 = "market.trades/0"
@@ -76,8 +76,7 @@ def test_ticks_in_the_flow_change_no_count_and_no_seam(settings):
 
 
 def arrow(raw: RawBatch) -> ArrowBatch:
-    batch = validate_batch(raw, "trade", RULES)
-    return to_arrow(Deduper(10**12, 1_000).dedupe_batch(SequenceTracker().check_batch(batch)))
+    return to_arrow_batch(raw)
 
 
 def settle(writer: IcebergWriter) -> None:
