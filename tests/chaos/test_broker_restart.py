@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from k2.catalog import open_catalog
 from k2.config import load_settings
 from k2.feed import FeedConfig, SyntheticFeed
@@ -32,6 +34,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_broker_restart_mid_run(tmp_path):
     require("a private local broker to restart", local_jvm_unavailable_reason(), variables=BROKER_VARIABLES)
     lk = load_local_kafka()
