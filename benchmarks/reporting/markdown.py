@@ -12,6 +12,7 @@ from benchmarks.reporting.regression import BAND_REASON, NOISE_BAND
 
 FLAGGED = ("regressed", "improved", "changed")
 DESIGN_MEASUREMENTS = Path(__file__).with_name("design_measurements.md")
+COMPONENT_FIGURES = Path(__file__).with_name("component_figures.md")  # pytest-benchmark, copied by hand
 
 
 def number(value: float | None, unit: str) -> str:
@@ -46,6 +47,8 @@ def render(report: dict[str, Any], sources: list[Source], figures: list[Figure],
         *[f"![{name}]({path.relative_to(out_dir).as_posix()})" for name, path in charts.items()],
         "",
         *regression(report["comparison"], comparisons),
+        "",
+        *COMPONENT_FIGURES.read_text().strip().splitlines(),
         "",
         *design_measurements(),
     ]

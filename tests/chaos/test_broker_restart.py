@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from k2.kafka.admin import ensure_topics
 from k2.kafka.producer import publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
@@ -28,6 +30,7 @@ from tests.fixtures.traces import read_spans
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_broker_restart_mid_run(tmp_path):
     require("a private local broker to restart", local_jvm_unavailable_reason(), variables=BROKER_VARIABLES)
     port, controller = free_ports(2)  # kept across the restart

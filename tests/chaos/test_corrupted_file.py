@@ -124,6 +124,7 @@ def test_engine_names_the_damaged_file_and_answers_from_the_others(settings, dam
     engine.close()
 
 
+@pytest.mark.slow
 def test_api_answers_a_problem_document_naming_the_damaged_file(settings):
     sent = build_warehouse(settings)
     engine = QueryEngine(open_catalog(settings), settings.namespace, refresh_seconds=0)

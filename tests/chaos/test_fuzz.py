@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -227,6 +228,7 @@ def check_batch(kind: str, raw: RawBatch, reasons: Counter[str]) -> None:
     to_arrow(batch)
 
 
+@pytest.mark.slow
 def test_generated_malformed_messages_are_each_accounted_for():
     first = [b.values for _, b in generated_batches(SEED, 2 * BATCH)]
     assert first == [b.values for _, b in generated_batches(SEED, 2 * BATCH)], "the generator is not reproducible"
@@ -280,6 +282,7 @@ def plausible(draw: st.DrawFn, kind: str) -> bytes:
     return mutate_bytes(random.Random(draw(st.integers(0, 2**32))), encoded) if draw(st.booleans()) else encoded
 
 
+@pytest.mark.slow
 def test_plausible_but_wrong_messages_are_each_accounted_for():
     reasons: Counter[str] = Counter()
     sent = 0

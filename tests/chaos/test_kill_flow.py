@@ -168,6 +168,7 @@ def classify(run: Run, target: str) -> Kill:
     return kill
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_bootstrap, kafka_topic, workers):
     trades, quotes, dlq = kafka_topic(3, prefix="trades"), kafka_topic(3, prefix="quotes"), kafka_topic(1, prefix="dlq")

@@ -93,6 +93,7 @@ def test_proxy_delays_holds_and_resets_bytes():
             assert proxy.mode is Mode.DROP and proxy.stats.reset == 1
 
 
+@pytest.mark.slow
 def test_flow_survives_latency_resets_and_a_partition_exactly_once(tmp_path):
     began = time.monotonic()
     broker_port = free_port()

@@ -132,6 +132,7 @@ def assert_consumption_stopped(flow: FlowProcess) -> None:
 
 
 @pytest.mark.chaos
+@pytest.mark.slow  # 12 s, or ~65 s on a loaded machine: the breaker's backoff doubles up to 30 s
 def test_a_locked_catalog_stalls_the_flow_which_then_finishes_exactly(kafka_topic, kafka_bootstrap, tmp_path):
     data_dir = tmp_path / "k2"
     with published_feed(kafka_topic, kafka_bootstrap, 120_000) as (feed, env):
@@ -171,6 +172,7 @@ def small_disk(path: Path, size_mb: int) -> Iterator[Path]:
 
 
 @pytest.mark.chaos
+@pytest.mark.slow  # 12 s, or ~65 s on a loaded machine: the breaker's backoff doubles up to 30 s
 def test_a_full_warehouse_disk_stalls_the_flow_which_then_finishes_exactly(kafka_topic, kafka_bootstrap, tmp_path):
     data_dir = tmp_path / "k2"
     with (

@@ -34,6 +34,7 @@ def start(env: dict[str, str], recovery: Path, log: Path) -> subprocess.Popen:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_signal_commits_what_is_held_and_exits_promptly(tmp_path, kafka_bootstrap, kafka_topic, stop):
     trades, quotes, dlq = kafka_topic(2, prefix="trades"), kafka_topic(2, prefix="quotes"), kafka_topic(1, prefix="dlq")
