@@ -321,6 +321,11 @@ def test_asof_join_takes_the_prevailing_quote_within_tolerance(settings):
     ]
     ingest_trades(settings, trades, quotes=quotes)
     page, _ = trades_with_quotes(engine_for(settings), ["AAPL"], tolerance_us=2 * SEC)
+    # `start` bounds the trades; only the quotes are read from a tolerance earlier
+    ranged, _ = trades_with_quotes(
+        engine_for(settings), ["AAPL"], start=T0 + SEC, end=T0 + 11 * SEC, tolerance_us=2 * SEC
+    )
+    assert ranged.rows.column("trade_id").to_pylist() == ["stale", "one_sided"]
     got = {r["trade_id"]: r for r in page.rows.to_pylist()}
     assert got["before"]["quote_id"] is None
     assert got["same_us"]["quote_id"] == "q3"  # same microsecond: later in the feed wins
