@@ -31,7 +31,7 @@ from api.controllers.replay import ReplayController
 from api.controllers.ticks import QuotesController, TradesController
 from api.params import DEPENDENCIES
 from k2.ops.config import Settings, load_settings
-from k2.query import LatestIndex, QueryEngine, QueryError, QueryFailed, latest_indexes
+from k2.query import Conflict, LatestIndex, NotFound, QueryEngine, QueryError, QueryFailed, latest_indexes
 from k2.query.hybrid import start_follower
 
 OPEN_PATHS = ["/health", "/ready", "/metrics", "/schema", "/page"]  # no key, no rate limit, not measured
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None, engine: QueryEngine | None = No
         enable_for_all_http_exceptions=True,
         exception_to_problem_detail_map={
             QueryError: lambda exc: ProblemDetailsException(status_code=400, detail=str(exc), title="Bad Request"),
+            NotFound: lambda exc: ProblemDetailsException(status_code=404, detail=str(exc), title="Not Found"),
+            Conflict: lambda exc: ProblemDetailsException(status_code=409, detail=str(exc), title="Conflict"),
             QueryFailed: lambda exc: ProblemDetailsException(status_code=500, detail=str(exc), title="Query failed"),
             ValidationException: _invalid_parameters,
             Exception: _internal_error,

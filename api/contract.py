@@ -1,4 +1,4 @@
-"""What the OpenAPI document says beyond the handlers' signatures: the problem responses every route can send
+"""What the OpenAPI document says beyond the handlers' signatures: the problem responses a route can send
 (RFC 9457, `application/problem+json`) and the media types of a 200 other than JSON.
 
 `data_route` is the `@get` of every `/v1` handler, so no route can leave them out.
@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import get
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 
@@ -32,15 +35,19 @@ class Problem(msgspec.Struct, omit_defaults=True):
 
 PROBLEMS = {
     400: "A parameter is malformed (its schema here says what it takes), or the parameters together ask what the "
-    "data cannot answer: `start` not before `end`; a `snapshot_id` or `cursor` this table never had; `as_of` before "
-    "the table's first snapshot; `fields` the table lacks; `fill=true` without `start` and `end`, or more bars than a "
-    "request may return; a symbol on several exchanges without `exchange`; `freshness=realtime` pinned to a "
-    "snapshot or cursor, or on a service without a Kafka broker. `detail` says which.",
+    "data cannot answer: a symbol on several exchanges without `exchange`; `freshness=realtime` pinned to a snapshot "
+    "or cursor. `detail` says which.",
     401: "No API key: send one in the `X-API-Key` header.",
     403: "This API key is not accepted.",
+    404: "What the request names does not exist: a `snapshot_id` this table does not have (expired, or never was), "
+    "no snapshot at or before `as_of`, or a `cursor` that points to no page. `detail` says which.",
+    409: "`freshness=realtime` on a service without a Kafka tail (`K2_KAFKA_BOOTSTRAP`): ask for committed data.",
     429: "Over this key's rate limit; `Retry-After` says in how many seconds to try again.",
     500: "The query failed, or the service did; `detail` says what can be said.",
 }
+# The parameters that can name what does not exist (404), and ask for realtime reads (409), by handler argument.
+NAMING = {"as_of_us", "snapshot_id", "cursor"}
+REALTIME = "realtime"
 
 
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
@@ -52,7 +59,16 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-DATA_PROBLEMS = problem_responses(400, 401, 403, 429, 500)
+def route_problems(handler: Callable[..., Any]) -> tuple[int, ...]:
+    """The problem statuses of a handler: those of every route, 404 and 409 where its arguments can lead to them."""
+    names = set(inspect.signature(handler).parameters)
+    statuses = {400, 401, 403, 429, 500}
+    if names & NAMING:
+        statuses.add(404)
+    if REALTIME in names:
+        statuses.add(409)
+    return tuple(sorted(statuses))
+
 
 _BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
 _TEXT = Schema(type=OpenAPIType.STRING)
@@ -86,6 +102,14 @@ def streamed_operation(*media_types: str) -> type[Operation]:
     return StreamedOperation
 
 
-def data_route(summary: str, *, operation_class: type[Operation] = TabularOperation, **kwargs: Any) -> get:
+def data_route(
+    summary: str, *, operation_class: type[Operation] = TabularOperation, **kwargs: Any
+) -> Callable[[Callable[..., Any]], HTTPRouteHandler]:
     """`@get` for a `/v1` handler: run in a thread (DuckDB blocks), its problem responses and 200 media documented."""
-    return get(sync_to_thread=True, summary=summary, responses=DATA_PROBLEMS, operation_class=operation_class, **kwargs)
+
+    def route(handler: Callable[..., Any]) -> HTTPRouteHandler:
+        responses = problem_responses(*route_problems(handler))
+        options = {"summary": summary, "responses": responses, "operation_class": operation_class, **kwargs}
+        return get(sync_to_thread=True, **options)(handler)
+
+    return route

@@ -55,7 +55,13 @@ class BarsController(Controller):
         interval: BarInterval = "1m",
         exchange: Exchange = None,
         tz: Zone = None,
-        fill: Annotated[bool, Parameter(description="add empty intervals: previous close, zero volume")] = False,
+        fill: Annotated[
+            bool,
+            Parameter(
+                description="add empty intervals (previous close, zero volume) up to `start`/`end`, or without "
+                "them to the first/last bar found"
+            ),
+        ] = False,
         snapshot_id: SnapshotId = None,
     ) -> Response[BarsPage]:
         """Buckets are cut on the exchange's local clock (a `1d` ASX bar is a Sydney trading day) and reported by

@@ -3,7 +3,7 @@
 NDJSON (default): one K2 wire message (schema v2) per line, exactly what a producer would send, so the stream can be
 fed back into the flow. `format=arrow`: an Arrow IPC stream of the merged rows (a `kind` column, exact decimals).
 `speed`: omitted = as fast as possible, else N times real time, keeping the original inter-arrival times.
-Parameters are checked and the snapshots pinned before the first byte is sent, so mistakes are 400s.
+Parameters are checked and the snapshots pinned before the first byte is sent, so mistakes are problem responses.
 """
 
 from typing import Annotated, Literal
@@ -29,7 +29,12 @@ Kinds = Annotated[
 ]
 Speed = Annotated[
     float | None,
-    Parameter(gt=0, le=MAX_SPEED, description="N times real time (1 = as recorded); omit it for as fast as possible"),
+    Parameter(
+        gt=0,
+        le=MAX_SPEED,
+        description="N times real time (1 = as recorded); omit it for as fast as possible",
+        schema_extra={"exclusiveMinimum": 0},  # Litestar drops a falsy `gt` from the schema of an optional number
+    ),
 ]
 ReplayFormat = Annotated[
     Literal["ndjson", "arrow", ""] | None,

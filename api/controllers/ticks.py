@@ -9,26 +9,30 @@ from api.contract import data_route
 from api.controllers.common import Engine, page_response
 from api.params import AsOfTime, Fmt, Limit, Realtime, Rows, SnapshotId
 from api.types import QuoteRow, QuotesPage, TradeRow, TradesPage
-from k2.query import ticks_between
-from k2.query.params import parse_list
+from k2.query import FIELDS, ticks_between
+from k2.query.params import CURSOR_PATTERN, list_pattern, parse_list
 from k2.storage.catalog import QUOTES, TRADES
 
 Cursor = Annotated[
     str | None,
     Parameter(
-        description="`meta.next_cursor` of the previous page",
+        description="`meta.next_cursor` of the previous page, as given (none: the first page)",
         max_length=512,
-        schema_extra={"pattern": "^[A-Za-z0-9_-]*$"},  # URL-safe base64, unpadded
+        schema_extra={"pattern": CURSOR_PATTERN},  # what the encoder makes: URL-safe base64 of a msgpack array
     ),
-]
-Fields = Annotated[
-    str | None,
-    Parameter(description="comma-separated columns to return (default: all, including columns added to the table)"),
 ]
 
 
 def tick_controller(name: str, page_type: type, row_type: type, summary: str, description: str) -> type[Controller]:
     """The controller of one tick table: both tables take the same parameters and page the same way."""
+    fields_type = Annotated[
+        str | None,
+        Parameter(
+            description="comma-separated columns to return (default: all); columns added to the table later are "
+            "taken too, though the pattern here lists only the table's own",
+            schema_extra={"pattern": list_pattern(FIELDS[name])},
+        ),
+    ]
 
     @data_route(summary, description=description, name=name)
     def handler(
@@ -40,7 +44,7 @@ def tick_controller(name: str, page_type: type, row_type: type, summary: str, de
         realtime: Realtime,
         limit: Limit = 1_000,
         cursor: Cursor = None,
-        fields: Fields = None,
+        fields: fields_type = None,
         snapshot_id: SnapshotId = None,
     ) -> Response[page_type]:  # type: ignore[valid-type]  (evaluated now: this module has no lazy annotations)
         page = ticks_between(

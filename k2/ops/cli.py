@@ -170,6 +170,8 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
     engine = QueryEngine.from_settings(settings)
     try:
         start, end = time_range(args.start, args.end)
+        if start is not None and end is not None and start >= end:  # an empty replay is surely a typing mistake
+            raise QueryError("start must be before end (the range is [start, end))")
         replay = Replay(
             engine,
             start=start,

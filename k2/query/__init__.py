@@ -9,16 +9,27 @@ from k2.query.asof import trades_with_quotes
 from k2.query.bars import bars
 from k2.query.engine import Freshness, QueryEngine, QueryFailed
 from k2.query.latest import LatestIndex, exchanges_of, instruments, latest_by_symbol, latest_indexes
-from k2.query.params import Cursor, Interval, QueryError, exchange_timezone, parse_interval, parse_time
+from k2.query.params import (
+    Conflict,
+    Cursor,
+    Interval,
+    NotFound,
+    QueryError,
+    exchange_timezone,
+    parse_interval,
+    parse_time,
+)
 from k2.query.records import dead_letters, sequence_gaps, snapshots
 from k2.query.ticks import FIELDS, Page, ticks_between
 
 __all__ = [
     "FIELDS",
+    "Conflict",
     "Cursor",
     "Freshness",
     "Interval",
     "LatestIndex",
+    "NotFound",
     "Page",
     "QueryEngine",
     "QueryError",

@@ -86,11 +86,11 @@ def trades_with_quotes(
     trade_where = where(trades, trade_params)
     quote_params: dict[str, Any] = {}
     quote_where = where(quotes, quote_params)
-    # The two scans share filter names; the quotes' start differs by the tolerance.
+    # The two scans share filter names; the quotes' start differs by the tolerance (so the trades' `start` wins).
     if quote_start is not None:
         quote_params["quote_start"] = to_datetime(quote_start)
         quote_where = quote_where.replace('"timestamp" >= $start', '"timestamp" >= $quote_start')
-    params = {**trade_params, **quote_params, "tolerance": timedelta(microseconds=tolerance_us), "limit": limit}
+    params = {**quote_params, **trade_params, "tolerance": timedelta(microseconds=tolerance_us), "limit": limit}
     sql = _ASOF.format(trade_where=trade_where, quote_where=quote_where, trades="{trades}", quotes="{quotes}")
     rows = engine.execute(sql, params, {"trades": trades, "quotes": quotes})
     return Page(rows, Freshness.of(trades.plan)), Freshness.of(quotes.plan)

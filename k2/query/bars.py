@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from k2.query.engine import QueryEngine, to_micros
-from k2.query.params import Interval, QueryError
+from k2.query.engine import QueryEngine, Scan, to_datetime, to_micros
+from k2.query.params import MAX_US, Interval
 from k2.query.ticks import Page, where
 from k2.storage.catalog import PRICE, TRADES
 
@@ -46,10 +46,12 @@ _LAST_BEFORE = (
     " source_offset DESC LIMIT 1"
 )
 _PLAIN = "SELECT timezone($tz, bucket) AS start, * EXCLUDE (bucket) FROM bars ORDER BY bucket LIMIT $limit"
+_SPAN = 'SELECT min("timestamp") AS first, max("timestamp") AS last FROM {src} WHERE {where}'
 # Empty intervals: carry the previous close, zero volume. Leading ones take the last trade before `start`.
 _FILLED = """, grid AS (
-    SELECT unnest(generate_series(time_bucket(CAST($interval AS INTERVAL), timezone($tz, $start)),
-                                  timezone($tz, $end) - INTERVAL 1 MICROSECOND, CAST($interval AS INTERVAL))) AS bucket
+    SELECT unnest(generate_series(
+        time_bucket(CAST($interval AS INTERVAL), timezone($tz, $fill_start)),
+        timezone($tz, $fill_end) - INTERVAL 1 MICROSECOND, CAST($interval AS INTERVAL))) AS bucket
 ), joined AS (
     SELECT grid.bucket, bars.* EXCLUDE (bucket),
            coalesce(last_value(bars.close IGNORE NULLS) OVER (
@@ -77,12 +79,9 @@ def bars(
     as_of: int | None = None,
     realtime: bool = False,
 ) -> Page:
-    """Bars of one instrument in `[start, end)`; `fill` needs both ends and adds the empty intervals;
-    `realtime` includes the Kafka tail above the snapshot's seam."""
-    if fill and (start is None or end is None):
-        raise QueryError("fill=true needs both start and end")
-    if start is not None and end is not None and (end - start) // interval.approx_us > engine.max_rows:
-        raise QueryError(f"{interval.text} bars over that range exceed {engine.max_rows}; narrow the range")
+    """Bars of one instrument in `[start, end)`, at most `engine.max_rows` (the first); `fill` adds the empty
+    intervals up to `end` (without it, to the last trade found), from `start` when a trade before it has a close to
+    carry (else from the first trade found); `realtime` includes the Kafka tail above the snapshot's seam."""
     scan = engine.scan(
         TRADES,
         symbols=[symbol],
@@ -95,13 +94,36 @@ def bars(
     )
     params: dict[str, Any] = {"tz": tz, "interval": interval.sql, "limit": engine.max_rows}
     sql = _BARS.format(where=where(scan, params), src="{src}")
-    if fill:
-        params["seed"] = _close_before(engine, symbol, exchange, start, scan.plan.snapshot_id)  # type: ignore[arg-type]
+    seed, span = None, None
+    if fill and (start is None or end is None or start < end):
+        if start is not None:
+            seed = _close_before(engine, symbol, exchange, start, scan.plan.snapshot_id)
+        span = _fill_span(engine, scan, interval, start if seed is not None else None, end)
+    if span is not None:
+        params.update(fill_start=to_datetime(span[0]), fill_end=to_datetime(span[1]), seed=seed)
         sql += _FILLED
     else:
         sql += _PLAIN
     rows = engine.execute(sql, params, {"src": scan})
     return Page(_with_vwap(rows), scan.freshness)
+
+
+def _fill_span(
+    engine: QueryEngine, scan: Scan, interval: Interval, start: int | None, end: int | None
+) -> tuple[int, int] | None:
+    """The times the filled grid covers: `[start, end)`, either end not given taken from the trades the scan finds
+    (the first; just after the last), cut after `engine.max_rows` intervals (the bars returned at most); None when
+    there is nothing to fill."""
+    if start is None or end is None:
+        params: dict[str, Any] = {}
+        found = engine.execute(_SPAN.format(where=where(scan, params), src="{src}"), params, {"src": scan})
+        first, last = found.column("first")[0], found.column("last")[0]
+        if not first.is_valid:
+            return None
+        start = first.value if start is None else start
+        end = last.value + 1 if end is None else end
+    end = min(end, start + (engine.max_rows + 1) * interval.approx_us, MAX_US)
+    return (start, end) if start < end else None
 
 
 def _close_before(engine: QueryEngine, symbol: str, exchange: str, start: int, snapshot_id: int | None) -> Any:

@@ -27,7 +27,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
 from k2.ops.config import Settings
-from k2.query.params import QueryError
+from k2.query.params import Conflict, NotFound, QueryError
 from k2.query.plan import DataFileEntry, Planner, TablePlan
 from k2.storage.catalog import DEAD_LETTERS, QUOTES, SCHEMAS, SEQUENCE_GAPS, TRADES, local_path, open_catalog
 
@@ -210,7 +210,7 @@ class QueryEngine:
         table = self.table(name)
         if table is None:
             if snapshot_id is not None:
-                raise QueryError(f"snapshot {snapshot_id} not found: table {name} does not exist yet")
+                raise NotFound(f"no snapshot {snapshot_id} in {name} (the table does not exist yet)")
             return None, self._planners[name].plan(None, None, name)  # type: ignore[arg-type]
         if snapshot_id is not None:
             snapshot = table.snapshot_by_id(snapshot_id)
@@ -218,11 +218,11 @@ class QueryEngine:
                 table = self.table_now(name)
                 snapshot = table.snapshot_by_id(snapshot_id) if table is not None else None
             if snapshot is None:
-                raise QueryError(f"snapshot {snapshot_id} is not a snapshot of {name} (expired, or never was)")
+                raise NotFound(f"no snapshot {snapshot_id} in {name} (expired, or never was)")
         elif as_of is not None:
             snapshot = table.snapshot_as_of_timestamp(as_of // 1000)
             if snapshot is None:
-                raise QueryError(f"{name} has no snapshot committed at or before {to_datetime(as_of).isoformat()}")
+                raise NotFound(f"no snapshot of {name} at or before {to_datetime(as_of).isoformat()}")
         else:
             snapshot = table.current_snapshot()
         return table, self._planners[name].plan(table, snapshot, name)
@@ -246,10 +246,10 @@ class QueryEngine:
         realtime: bool = False,
     ) -> Scan:
         """The files of a snapshot that may hold the rows; `realtime` adds the Kafka tail above its seam."""
+        if realtime and self.tail_source is None:
+            raise Conflict("this server has no Kafka tail (K2_KAFKA_BOOTSTRAP): ask for committed data")
         if realtime and (snapshot_id is not None or as_of is not None):
             raise QueryError("freshness=realtime reads the newest data; it cannot be pinned to a snapshot")
-        if realtime and self.tail_source is None:
-            raise QueryError("freshness=realtime needs a Kafka broker (K2_KAFKA_BOOTSTRAP) behind this service")
         table, plan = self.plan(name, snapshot_id=snapshot_id, as_of=as_of)
         files = plan.prune(symbols, start, end)
         tail = self.tail_source(name, plan.offsets, symbols, start, end) if realtime and self.tail_source else None

@@ -1,8 +1,9 @@
 """Parsing what users type into query parameters: times, bar intervals, time zones, field lists, cursors.
 
-Every failure is a `QueryError` with a message a person can act on; the API turns it into a 400. `TIME_PATTERN` and
-`INTERVAL_PATTERN` say in JSON Schema (ECMA-262 regex) which texts `parse_time` and `parse_interval` accept, for the
-API's OpenAPI document: whatever matches them parses.
+Every failure is a `QueryError` with a message a person can act on; the API turns it into a 400, a `NotFound` (what
+the request names does not exist) into a 404 and a `Conflict` (the service cannot serve it as set up) into a 409.
+`TIME_PATTERN`, `INTERVAL_PATTERN` and `CURSOR_PATTERN` say in JSON Schema (ECMA-262 regex) which texts `parse_time`,
+`parse_interval` and `Cursor.decode` take, for the API's OpenAPI document: whatever matches the first two parses.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ import msgspec
 
 
 class QueryError(ValueError):
-    """A request the engine cannot answer as asked (bad parameter, unknown snapshot...)."""
+    """A request the engine cannot answer as asked (a malformed parameter, parameters that exclude each other...)."""
+
+
+class NotFound(QueryError):
+    """What the request names does not exist: a snapshot, a snapshot at or before a time, the page of a cursor."""
+
+
+class Conflict(QueryError):
+    """The request conflicts with the service's state: realtime reads from a service without a Kafka tail."""
 
 
 # Market identifier codes and common short names -> IANA zone of the exchange's trading day.
@@ -132,10 +141,8 @@ def parse_time(text: str | None, name: str = "time") -> int | None:
 
 
 def time_range(start: str | None, end: str | None) -> tuple[int | None, int | None]:
-    lo, hi = parse_time(start, "start"), parse_time(end, "end")
-    if lo is not None and hi is not None and lo >= hi:
-        raise QueryError("start must be before end (the range is [start, end))")
-    return lo, hi
+    """`[start, end)` in µs; `start` not before `end` is an empty interval (it holds no rows), not an error."""
+    return parse_time(start, "start"), parse_time(end, "end")
 
 
 _INTERVAL = re.compile(r"(\d{1,6})(s|m|h|d|w|mo)")
@@ -179,6 +186,12 @@ def parse_list(text: str | None) -> list[str] | None:
     return items or None
 
 
+def list_pattern(names: Sequence[str]) -> str:
+    """A JSON Schema pattern for what `parse_list` reads as a list of some of `names` (none: blank or absent)."""
+    name = f"(?:{'|'.join(re.escape(n) for n in names)})"
+    return rf"^[\s,]*(?:{name}(?:\s*,[\s,]*{name})*)?[\s,]*$"
+
+
 def check_fields(fields: Sequence[str] | None, allowed: Sequence[str]) -> list[str] | None:
     """The requested columns without repeats, or a QueryError naming the unknown ones."""
     if not fields:
@@ -187,6 +200,12 @@ def check_fields(fields: Sequence[str] | None, allowed: Sequence[str]) -> list[s
     if unknown:
         raise QueryError(f"unknown field(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
     return list(dict.fromkeys(fields))
+
+
+_B64 = "[A-Za-z0-9_-]"
+# What `Cursor.encode` produces: a msgpack array of 5 (0x95: `l`, then the first bits of an int's type byte), in
+# unpadded URL-safe base64 (never a length of 4n + 1), 6 to ~380 bytes; or nothing (the first page).
+CURSOR_PATTERN = rf"^(?:l[Q-Xc-f]{_B64}{{2}}(?:{_B64}{{4}}){{1,126}}(?:{_B64}{{2,3}})?)?$"
 
 
 class Cursor(msgspec.Struct, array_like=True, frozen=True):
@@ -203,8 +222,13 @@ class Cursor(msgspec.Struct, array_like=True, frozen=True):
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """A QueryError when `text` is not of `CURSOR_PATTERN`'s form, a NotFound when it is but names no page."""
+        if not re.fullmatch(CURSOR_PATTERN, text):
+            raise QueryError("cursor: pass `meta.next_cursor` of the previous page as it was given")
         try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            return msgspec.msgpack.decode(raw, type=cls)
+            cursor = msgspec.msgpack.decode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), type=cls)
         except (ValueError, msgspec.DecodeError):
-            raise QueryError("cursor is not one this service handed out") from None
+            cursor = None
+        if cursor is None or not MIN_US <= cursor.timestamp <= MAX_US:
+            raise NotFound("this cursor points to no page: it is not one this service handed out")
+        return cursor

@@ -36,7 +36,9 @@ class DataFileEntry(msgspec.Struct, frozen=True, gc=False):
     max_symbol: str | None
 
     def may_hold(self, symbols: frozenset[str] | None, start: int | None, end: int | None) -> bool:
-        """False only when the bounds prove no row matches; `end` is exclusive."""
+        """False only when the bounds prove no row matches; `end` is exclusive (`start` not before it: none does)."""
+        if start is not None and end is not None and start >= end:
+            return False
         if start is not None and self.max_time is not None and self.max_time < start:
             return False
         if end is not None and self.min_time is not None and self.min_time >= end:

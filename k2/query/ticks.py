@@ -17,7 +17,7 @@ from pyiceberg.schema import Schema
 
 from k2.ingest.columnar import ARROW_SCHEMAS
 from k2.query.engine import Freshness, QueryEngine, Scan, to_datetime
-from k2.query.params import Cursor, QueryError, check_fields
+from k2.query.params import Cursor, NotFound, QueryError, check_fields
 from k2.storage.catalog import QUOTES, SCHEMAS, TRADES
 
 FIELDS: dict[str, tuple[str, ...]] = {name: tuple(f.name for f in SCHEMAS[name].fields) for name in (TRADES, QUOTES)}
@@ -79,6 +79,7 @@ def ticks_between(
         raise QueryError("cursor pages read one committed snapshot; drop freshness=realtime to page")
     if after is not None:
         snapshot_id, as_of = after.snapshot_id, None  # every page of a walk reads the same snapshot
+        _check_pinned(engine, name, after)
     scan = engine.scan(
         name,
         symbols=symbols,
@@ -124,6 +125,14 @@ def ticks_between(
             offset=last["source_offset"].as_py(),
         ).encode()
     return Page(rows.select(selected), freshness, next_cursor)
+
+
+def _check_pinned(engine: QueryEngine, name: str, after: Cursor) -> None:
+    """The cursor's snapshot still exists (its plan is kept for the scan), or its page is gone: a NotFound."""
+    try:
+        engine.plan(name, snapshot_id=after.snapshot_id)
+    except NotFound as exc:
+        raise NotFound(f"this cursor points to no page: {exc}") from None
 
 
 def added_columns(scan: Scan) -> pa.Table:

@@ -130,8 +130,6 @@ class Replay:
         snapshot_ids: dict[str, int] | None = None,
         chunk_rows: int = 50_000,
     ):
-        if start is not None and end is not None and start >= end:
-            raise QueryError("start must be before end (the range is [start, end))")
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be positive")
         self.engine = engine

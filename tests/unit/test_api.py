@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from decimal import Decimal
 
 import pyarrow as pa
@@ -14,6 +15,8 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.auth import ApiKeys, digest
 from k2.ops.config import load_settings
+from k2.query.engine import to_datetime
+from k2.query.params import CURSOR_PATTERN, Cursor
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, VWAP_HALF_EVEN, quote, raw_batch, trade, vwap_tie_trades
 
@@ -94,17 +97,14 @@ def test_formats_by_parameter_and_accept_header(client, fmt, accept):
     "query",
     [
         "/v1/trades?start=yesterday",
-        "/v1/trades?start=2026-01-06&end=2026-01-05",
         "/v1/trades?limit=0",
         "/v1/trades?limit=abc",
         "/v1/trades?cursor=garbage",
         "/v1/trades?format=xml",
         "/v1/bars?symbol=AAPL&interval=7x",
         "/v1/bars?symbol=AAPL&tz=Mars/Olympus",
-        "/v1/bars?symbol=AAPL&fill=true",
         "/v1/bars",
         "/v1/snapshots?table=nope",
-        "/v1/trades?snapshot_id=1",
     ],
 )
 def test_bad_parameters_get_a_readable_400(client, query):
@@ -112,6 +112,68 @@ def test_bad_parameters_get_a_readable_400(client, query):
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["detail"]
+
+
+def problem(response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()["detail"]
+
+
+def test_what_names_nothing_is_a_404_problem(client):
+    first = client.get("/v1/trades", params={"limit": 1}).json()["meta"]
+    missing = first["snapshot_id"] + 1  # the fixture's snapshots: one per table, this is none of them
+    assert missing not in [s["snapshot_id"] for s in client.get("/v1/snapshots").json()["data"]]
+    for route, table in (("trades", "trades"), ("quotes", "quotes"), ("bars", "trades")):
+        detail = problem(client.get(f"/v1/{route}", params={"symbol": "AAPL", "snapshot_id": missing}), 404)
+        assert detail == f"no snapshot {missing} in {table} (expired, or never was)"
+    for route in ("trades", "quotes", "bars", "latest", "asof", "replay"):
+        detail = problem(client.get(f"/v1/{route}", params={"symbol": "AAPL", "as_of": "2000-01-02T03:04:05Z"}), 404)
+        assert detail.endswith("at or before 2000-01-02T03:04:05+00:00"), detail
+    after = Cursor.decode(first["next_cursor"])
+    gone = Cursor(missing, after.timestamp, after.topic, after.partition, after.offset).encode()
+    detail = problem(client.get("/v1/trades", params={"cursor": gone}), 404)
+    assert detail == f"this cursor points to no page: no snapshot {missing} in trades (expired, or never was)"
+    assert re.fullmatch(CURSOR_PATTERN, "lQAAAAAA")  # of the encoder's form, but no cursor's bytes
+    assert problem(client.get("/v1/trades", params={"cursor": "lQAAAAAA"}), 404).startswith("this cursor points to")
+
+
+@pytest.mark.parametrize("route", ["trades", "quotes", "bars", "latest"])
+def test_realtime_reads_without_a_kafka_tail_are_a_409_problem(client, route):
+    for pinned in ({}, {"as_of": "2000-01-01"}):
+        detail = problem(client.get(f"/v1/{route}", params={"symbol": "AAPL", "freshness": "realtime", **pinned}), 409)
+        assert detail == "this server has no Kafka tail (K2_KAFKA_BOOTSTRAP): ask for committed data"
+
+
+EMPTY_ANSWERS = [("trades", None), ("quotes", None), ("bars", "false"), ("bars", "true"), ("asof", None),
+                 ("gaps", None), ("dead-letters", None), ("replay", None)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("route", "fill"), EMPTY_ANSWERS)
+def test_an_empty_interval_is_an_empty_answer(client, route, fill):
+    # The fixture's trades are at T0 + 1..5 s: [T0 + 2 s, T0 + 3 s) holds trade 2; swapped or of no length, nothing.
+    params = {"symbol": "AAPL", **({"fill": fill} if fill else {})}
+    two, three = (to_datetime(T0 + s * 1_000_000).isoformat() for s in (2, 3))
+    if route in ("trades", "bars", "asof"):
+        found = client.get(f"/v1/{route}", params={**params, "start": two, "end": three}).json()
+        assert len(found["data"]) == 1, found["data"]
+    for start, end in ((three, two), (two, two)):
+        response = client.get(f"/v1/{route}", params={**params, "start": start, "end": end})
+        assert response.status_code == 200, response.text
+        assert response.content == b"" if route == "replay" else response.json()["data"] == []
+
+
+def test_filled_bars_without_a_range_fill_between_the_first_and_last_bar(client):
+    plain = client.get("/v1/bars", params={"symbol": "AAPL", "interval": "1s"}).json()["data"]
+    assert [bar["trades"] for bar in plain] == [1] * 5  # the fixture's trades, one a second
+    filled = client.get("/v1/bars", params={"symbol": "AAPL", "interval": "2s", "fill": "true"}).json()["data"]
+    unfilled = client.get("/v1/bars", params={"symbol": "AAPL", "interval": "2s"}).json()["data"]
+    assert filled == unfilled and sum(bar["trades"] for bar in filled) == 5  # no gap between the first and last
+    end = to_datetime(T0 + 10_000_000).isoformat()
+    gapped = client.get("/v1/bars", params={"symbol": "AAPL", "interval": "1s", "fill": "true", "end": end}).json()
+    gapped = gapped["data"]
+    assert [bar["trades"] for bar in gapped] == [1] * 5 + [0] * 4  # to `end`: T0 + 6..9 s carry the last close
+    assert {bar["close"] for bar in gapped[5:]} == {plain[-1]["close"]}
 
 
 def test_bars_latest_asof_gaps_dead_letters(client):

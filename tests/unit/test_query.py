@@ -11,6 +11,7 @@ import pytest
 
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.query import (
+    NotFound,
     QueryEngine,
     QueryError,
     bars,
@@ -125,7 +126,7 @@ def test_time_travel_returns_the_older_rows(settings):
     assert pinned.rows.column("trade_id").to_pylist() == ["old"]
     at_time = ticks_between(engine, "trades", as_of=int(old.committed_at.timestamp() * 1_000_000) + 999)
     assert at_time.rows.column("trade_id").to_pylist() == ["old"]
-    with pytest.raises(QueryError, match="not a snapshot"):
+    with pytest.raises(NotFound, match=r"^no snapshot 12345 in trades"):
         ticks_between(engine, "trades", snapshot_id=12345)
 
 
@@ -321,6 +322,11 @@ def test_asof_join_takes_the_prevailing_quote_within_tolerance(settings):
     ]
     ingest_trades(settings, trades, quotes=quotes)
     page, _ = trades_with_quotes(engine_for(settings), ["AAPL"], tolerance_us=2 * SEC)
+    # `start` bounds the trades; only the quotes are read from a tolerance earlier
+    ranged, _ = trades_with_quotes(
+        engine_for(settings), ["AAPL"], start=T0 + SEC, end=T0 + 11 * SEC, tolerance_us=2 * SEC
+    )
+    assert ranged.rows.column("trade_id").to_pylist() == ["stale", "one_sided"]
     got = {r["trade_id"]: r for r in page.rows.to_pylist()}
     assert got["before"]["quote_id"] is None
     assert got["same_us"]["quote_id"] == "q3"  # same microsecond: later in the feed wins
@@ -363,6 +369,8 @@ def test_intervals_and_cursors_reject_garbage():
         with pytest.raises(QueryError):
             parse_interval(bad)
     with pytest.raises(QueryError):
-        Cursor.decode("not-a-cursor")
+        Cursor.decode("not-a-cursor")  # not of the encoder's form: malformed
+    with pytest.raises(NotFound):
+        Cursor.decode("lQAAAAAA")  # of its form, naming no page
     cursor = Cursor(1, 2, "t", 3, 4)
     assert Cursor.decode(cursor.encode()) == cursor
