@@ -82,6 +82,8 @@ def meta_headers(meta: Meta | None) -> dict[str, str]:
         headers["X-K2-Max-Event-Time"] = meta.max_event_time.isoformat()
     if meta.next_cursor:
         headers["X-K2-Next-Cursor"] = meta.next_cursor
+    if meta.truncated:
+        headers["X-K2-Truncated"] = "true"
     if meta.offsets:
         headers["X-K2-Offsets"] = msgspec.json.encode(meta.offsets).decode()
     return headers

@@ -32,6 +32,7 @@ class Meta(msgspec.Struct, omit_defaults=True):
     offsets: dict[str, int] = {}
     next_cursor: str | None = None
     tail: Tail | None = None  # freshness=realtime only
+    truncated: bool = False  # the answer stopped at K2_QUERY_MAX_ROWS rows (bars): narrow the range for the rest
 
 
 class _TickRow(msgspec.Struct, omit_defaults=True):

@@ -16,7 +16,7 @@ Engine = NamedDependency[QueryEngine]
 Indexes = NamedDependency[dict[str, LatestIndex]]
 
 
-def meta(freshness: Freshness, count: int, next_cursor: str | None = None) -> Meta:
+def meta(freshness: Freshness, count: int, next_cursor: str | None = None, truncated: bool = False) -> Meta:
     return Meta(
         table=freshness.table,
         snapshot_id=freshness.snapshot_id,
@@ -26,6 +26,7 @@ def meta(freshness: Freshness, count: int, next_cursor: str | None = None) -> Me
         offsets=freshness.offsets,
         next_cursor=next_cursor,
         tail=None if freshness.tail is None else msgspec.convert(freshness.tail, Tail, from_attributes=True),
+        truncated=truncated,
     )
 
 
@@ -39,10 +40,14 @@ def _with_extra(rows: list[dict[str, Any]], row_type: type) -> list[dict[str, An
     return rows
 
 
-def page_response(fmt: str, page: Page, page_type: type, row_type: type, **fields: object) -> Response:
+def page_response(
+    fmt: str, page: Page, page_type: type, row_type: type, *, limit: int | None = None, **fields: object
+) -> Response:
     """A query page in the negotiated format: JSON as `page_type(data=[row_type, ...], meta=..., **fields)`,
-    any other format as the Arrow rows themselves with the freshness in `X-K2-*` headers."""
-    info = meta(page.freshness, page.rows.num_rows, page.next_cursor)
+    any other format as the Arrow rows themselves with the freshness in `X-K2-*` headers. `limit`: the most rows
+    the query returns without a cursor; an answer that reaches it says `truncated`."""
+    truncated = limit is not None and page.next_cursor is None and page.rows.num_rows >= limit
+    info = meta(page.freshness, page.rows.num_rows, page.next_cursor, truncated)
     body = None
     if fmt == "json":
         body = page_type(

@@ -86,7 +86,9 @@ class BarsController(Controller):
             as_of=as_of_us,
             realtime=realtime,
         )
-        return page_response(fmt, page, BarsPage, Bar, exchange=exchange, timezone=zone, interval=step.text)
+        return page_response(
+            fmt, page, BarsPage, Bar, limit=engine.max_rows, exchange=exchange, timezone=zone, interval=step.text
+        )
 
 
 class LatestController(Controller):

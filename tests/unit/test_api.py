@@ -6,6 +6,7 @@ import io
 import re
 from decimal import Decimal
 
+import msgspec
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -174,6 +175,18 @@ def test_filled_bars_without_a_range_fill_between_the_first_and_last_bar(client)
     gapped = gapped["data"]
     assert [bar["trades"] for bar in gapped] == [1] * 5 + [0] * 4  # to `end`: T0 + 6..9 s carry the last close
     assert {bar["close"] for bar in gapped[5:]} == {plain[-1]["close"]}
+
+
+def test_bars_cut_at_the_row_limit_say_so(api_settings, client):
+    whole = client.get("/v1/bars", params={"symbol": "AAPL", "interval": "1s"}).json()
+    assert len(whole["data"]) == 5 and "truncated" not in whole["meta"]  # the fixture's five trades, one a second
+    small = msgspec.structs.replace(api_settings, query_max_rows=3)
+    with TestClient(create_app(small)) as capped:
+        capped.headers["X-API-Key"] = KEY
+        cut = capped.get("/v1/bars", params={"symbol": "AAPL", "interval": "1s"})
+        arrow = capped.get("/v1/bars", params={"symbol": "AAPL", "interval": "1s", "format": "csv"})
+    assert [bar["trades"] for bar in cut.json()["data"]] == [1, 1, 1] and cut.json()["meta"]["truncated"] is True
+    assert arrow.headers["X-K2-Truncated"] == "true"
 
 
 def test_bars_latest_asof_gaps_dead_letters(client):
