@@ -7,8 +7,6 @@ position (`source_topic`, `source_partition`, `source_offset`), so any row can b
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -35,6 +33,7 @@ from pyiceberg.types import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from k2.ops.config import Settings
+from k2.ops.retry import retry
 
 T = TypeVar("T")
 
@@ -168,14 +167,7 @@ def sort_columns(name: str) -> tuple[str, ...]:
 def _retrying(action: Callable[[], T], attempts: int = 8) -> T:
     """Workers and processes start together and race to create the catalog's own tables and ours; whoever
     loses the race finds the object there on the next try."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (SQLAlchemyError, TableAlreadyExistsError, NamespaceAlreadyExistsError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * 2**attempt * (1 + random.random()))
-    raise AssertionError("unreachable")
+    return retry(action, on=(SQLAlchemyError, TableAlreadyExistsError, NamespaceAlreadyExistsError), attempts=attempts)
 
 
 def open_catalog(settings: Settings) -> Catalog:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Snapshot
 
+from k2.ops.retry import retry
 from k2.storage.cleanup import delete_files, remove_orphan_files, unreferenced_files
 from k2.storage.internals import ArrowScan, ExpireSnapshotsById, RewriteFiles, write_data_files
 from k2.storage.seams import (
@@ -161,15 +161,11 @@ def _racing(commit: Callable[[], T], table: Table, attempts: int) -> T:
     pyiceberg retries a conflicting append itself (`commit.retry.num-retries`), not every kind of commit, and a
     flow committing several times a second can win all its retries.
     """
-    for attempt in range(attempts):
-        try:
-            return commit()
-        except CommitFailedException:
-            if attempt == attempts - 1:
-                raise
-            log.info("maintenance commit on %s lost a race with another writer; again", ".".join(table.name()))
-            time.sleep(0.05 * (1 + random.random()) * min(2**attempt, 8))
-    raise AssertionError("unreachable")
+
+    def lost(_: int) -> None:
+        log.info("maintenance commit on %s lost a race with another writer; again", ".".join(table.name()))
+
+    return retry(commit, on=(CommitFailedException,), attempts=attempts, max_doublings=3, before_retry=lost)
 
 
 # --- compaction ------------------------------------------------------------------------------------------------
