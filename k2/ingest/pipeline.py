@@ -7,8 +7,11 @@ keep their state per source partition (`PartitionSteps`): one sequence tracker a
 
 from __future__ import annotations
 
+import msgspec
+
 from k2.ingest.columnar import ArrowBatch, to_arrow
 from k2.ingest.dedupe import Deduper
+from k2.ingest.mapping import load_mappings
 from k2.ingest.sequence import SequenceTracker
 from k2.ingest.validate import Rules, validate_batch
 from k2.model.batch import IngestBatch, RawBatch
@@ -35,11 +38,16 @@ class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.rules = Rules.from_settings(settings)
+        self.mappers = load_mappings(settings.mapping) if settings.mapping else {}
 
     def validate(self, raw: RawBatch) -> IngestBatch:
         """Wire messages -> exact rows and dead letters; the schema is the topic's (a topic of neither kind makes
-        every message a dead letter)."""
-        return validate_batch(raw, kind_for_topic(raw.topic, self.settings), self.rules)  # type: ignore[arg-type]
+        every message a dead letter). A topic with a mapping (`K2_MAPPING`) is mapped to K2's fields first."""
+        mapper = self.mappers.get(raw.topic)
+        if mapper is None:
+            return validate_batch(raw, kind_for_topic(raw.topic, self.settings), self.rules)  # type: ignore[arg-type]
+        mapped = msgspec.structs.replace(raw, values=mapper.apply_all(raw.values))
+        return validate_batch(mapped, mapper.kind, self.rules, originals=raw.values)
 
     def sequence_tracker(self) -> SequenceTracker:
         settings = self.settings

@@ -60,8 +60,11 @@ def decode(value: bytes, kind: Kind, rules: Rules) -> Record | Rejection:
     return record if problem is None else problem
 
 
-def validate_batch(raw: RawBatch, kind: Kind, rules: Rules) -> IngestBatch:
+def validate_batch(raw: RawBatch, kind: Kind, rules: Rules, originals: list[bytes] | None = None) -> IngestBatch:
     """Split a raw batch into valid records and dead letters, keeping each one's source offset.
+
+    `originals`: the bytes the source delivered, when `raw.values` are their mapped form (`k2.ingest.mapping`);
+    a dead letter keeps those.
 
     The records are `TradeRow`/`QuoteRow`: decimals stay their exact text, checked here to fit decimal(18,8).
     The fast path decodes texts and checks the decimals of the whole batch with one regex pass per column; any
@@ -94,7 +97,7 @@ def validate_batch(raw: RawBatch, kind: Kind, rules: Rules) -> IngestBatch:
                         kind=kind,
                         reason=outcome.reason,
                         detail=outcome.detail,
-                        raw=values[i],
+                        raw=values[i] if originals is None else originals[i],
                         source_timestamp=None if source_ts is None else source_ts[i],
                     )
                 )

@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     source: SourceName = "auto"  # auto: Kafka when K2_KAFKA_BOOTSTRAP is set, else the synthetic feed
     input_file: str = ""  # one message per line, for source=file
     input_kind: Literal["trade", "quote"] = "trade"  # what the file's messages are
+    mapping: str = ""  # a mapping file (YAML or JSON) for topics in another JSON shape (k2.ingest.mapping)
     kafka_bootstrap: str = ""
     kafka_tail: bool = True  # false: stop at the end of each partition as seen at start (bounded runs, tests)
     kafka_partitions: int = 4  # for topics K2 creates
