@@ -5,18 +5,19 @@ from: a path in the message (`"px"`, `"data.price"`), a constant (`{const: BINAN
 iso8601 | s | ms | us | ns}`), or a vocabulary (`{path: s, values: {b: BUY, s: SELL}}`). For example::
 
     topics:
-      vendor.trades:
-        kind: trade
+      vendor.bbo:
+        kind: quote
         fields:
-          exchange: {const: BINANCE}
+          exchange: {const: COINBASE}
           asset_class: {const: crypto}
-          currency: {const: USDT}
-          symbol: sym
-          price: px
-          quantity: sz
-          timestamp: {path: ts, time: iso8601}
-          trade_id: id
-          side: {path: s, values: {b: BUY, s: SELL}}
+          currency: {const: USD}
+          symbol: product_id
+          quote_id: id
+          bid_price: best_bid
+          bid_quantity: best_bid_size
+          ask_price: best_ask
+          ask_quantity: best_ask_size
+          timestamp: {path: time, time: iso8601}
 
 Mapping only rewrites the shape, never judges: numbers keep their exact JSON text (decimals are never floats), a
 time that cannot be converted and a word outside a vocabulary are passed on as they are, and a missing path leaves
