@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from k2.loaders.base import Loaded, LoadError, read_lines
@@ -177,23 +178,16 @@ def _trade(raw: bytes, symbol: str, sequences: dict[str, int], source: str) -> b
     timestamp = sydney_to_utc_us(day_text, time_text)
     price_value, volume_value = _decimal(price, "price"), _decimal(volume, "quantity")
     sequence, trade_id = _next_id(sequences, day_text)  # only once the row is known good: bad rows take no number
-    return encode(
-        Trade(
-            exchange=EXCHANGE,
-            symbol=symbol,
-            asset_class=AssetClass.EQUITIES,
-            timestamp=timestamp,
-            currency=CURRENCY,
-            trade_id=trade_id,
-            price=price_value,
-            quantity=volume_value,
-            side=Side.UNKNOWN,
-            trade_conditions=[qualifiers] if qualifiers else [],
-            source_sequence=sequence,
-            vendor_data={"venue": venue, "buyer_id": buyer},
-            message_id=source,
-        )
+    trade = Trade(
+        **_common(symbol, timestamp, sequence, source),
+        trade_id=trade_id,
+        price=price_value,
+        quantity=volume_value,
+        side=Side.UNKNOWN,
+        trade_conditions=[qualifiers] if qualifiers else [],
+        vendor_data={"venue": venue, "buyer_id": buyer},
     )
+    return encode(trade)
 
 
 def _quote(raw: bytes, symbol: str, sequences: dict[str, int], source: str) -> bytes:
@@ -202,19 +196,25 @@ def _quote(raw: bytes, symbol: str, sequences: dict[str, int], source: str) -> b
     prices = _decimal(bid, "bid_price"), _decimal(ask, "ask_price")
     sizes = _decimal(bid_volume, "bid_quantity"), _decimal(ask_volume, "ask_quantity")
     sequence, quote_id = _next_id(sequences, day_text)
-    return encode(
-        Quote(
-            exchange=EXCHANGE,
-            symbol=symbol,
-            asset_class=AssetClass.EQUITIES,
-            timestamp=timestamp,
-            currency=CURRENCY,
-            quote_id=quote_id,
-            bid_price=prices[0],
-            bid_quantity=sizes[0],
-            ask_price=prices[1],
-            ask_quantity=sizes[1],
-            source_sequence=sequence,
-            message_id=source,
-        )
+    quote = Quote(
+        **_common(symbol, timestamp, sequence, source),
+        quote_id=quote_id,
+        bid_price=prices[0],
+        bid_quantity=sizes[0],
+        ask_price=prices[1],
+        ask_quantity=sizes[1],
     )
+    return encode(quote)
+
+
+def _common(symbol: str, timestamp: int, sequence: int, source: str) -> dict[str, Any]:
+    """The fields every ASX trade and quote share: the exchange, its asset class and currency, the instrument."""
+    return {
+        "exchange": EXCHANGE,
+        "symbol": symbol,
+        "asset_class": AssetClass.EQUITIES,
+        "timestamp": timestamp,
+        "currency": CURRENCY,
+        "source_sequence": sequence,
+        "message_id": source,
+    }
