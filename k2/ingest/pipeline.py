@@ -45,9 +45,14 @@ class Pipeline:
         every message a dead letter). A topic with a mapping (`K2_MAPPING`) is mapped to K2's fields first."""
         mapper = self.mappers.get(raw.topic)
         if mapper is None:
-            return validate_batch(raw, kind_for_topic(raw.topic, self.settings), self.rules)  # type: ignore[arg-type]
+            return validate_batch(raw, self.kind_of(raw.topic), self.rules)  # type: ignore[arg-type]
         mapped = msgspec.structs.replace(raw, values=mapper.apply_all(raw.values))
         return validate_batch(mapped, mapper.kind, self.rules, originals=raw.values)
+
+    def kind_of(self, topic: str) -> Kind | None:
+        """What a topic carries: its mapping's kind when it has one, else `kind_for_topic`."""
+        mapper = self.mappers.get(topic)
+        return mapper.kind if mapper is not None else kind_for_topic(topic, self.settings)
 
     def sequence_tracker(self) -> SequenceTracker:
         settings = self.settings

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from k2.ingest.columnar import ARROW_SCHEMAS
-from k2.ingest.pipeline import Pipeline, kind_for_topic
+from k2.ingest.pipeline import Pipeline
 from k2.kafka.admin import partitions_of
 from k2.model.batch import RawBatch, position_key
 from k2.ops.config import Settings
@@ -112,9 +112,9 @@ class TailPart:
 class PartitionPipeline:
     """One source partition through the flow's steps, in the flow's order, with the flow's state."""
 
-    def __init__(self, settings: Settings, topic: str):
-        self.table = TABLE_FOR_KIND[kind_for_topic(topic, settings)]  # type: ignore[index]
-        self.steps = Pipeline(settings).for_partition()
+    def __init__(self, pipeline: Pipeline, topic: str):
+        self.table = TABLE_FOR_KIND[pipeline.kind_of(topic)]  # type: ignore[index]
+        self.steps = pipeline.for_partition()
 
     def process(self, raw: RawBatch) -> pa.Table | None:
         return self.steps.to_arrow(raw).tables.get(self.table)
@@ -152,7 +152,8 @@ class TailFollower:
     def start(self) -> TailFollower:
         topics = [self.settings.trades_topic, self.settings.quotes_topic]
         self._partitions = partitions_of(self.settings.kafka_bootstrap, topics)
-        self._pipelines = {position_key(t, p): PartitionPipeline(self.settings, t) for t, p in self._partitions}
+        pipeline = Pipeline(self.settings)  # one for all partitions: its rules and mapping are read once
+        self._pipelines = {position_key(t, p): PartitionPipeline(pipeline, t) for t, p in self._partitions}
         # Watermarks are asked on the query's thread, all partitions in one request (never the follower's consumer).
         self._admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
         self._thread = threading.Thread(target=self._run, name="k2-tail", daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from k2.ingest.pipeline import Pipeline
 from k2.query.hybrid import PartitionPipeline, TailFollower, TailPart
 from tests.fixtures.market import T0, raw_batch, trade
 
@@ -11,7 +12,7 @@ KEY = "market.trades/0"
 def follower_with_rows(settings, count: int) -> TailFollower:
     follower = TailFollower(settings, dict)
     follower._partitions = [("market.trades", 0)]
-    follower._pipelines = {KEY: PartitionPipeline(settings, "market.trades")}
+    follower._pipelines = {KEY: PartitionPipeline(Pipeline(settings), "market.trades")}
     follower.high_watermarks = lambda table: {KEY: count}  # the follower has read everything there is
     messages = [
         trade(trade_id=str(i), source_sequence=i + 1, timestamp=T0 + i, symbol="AB"[i % 2]) for i in range(count)
