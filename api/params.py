@@ -8,7 +8,7 @@ accepts (as `schema_extra`, so a mistake is still answered by the parser's own r
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Request
@@ -16,6 +16,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter
 
 from api.formats import negotiate
+from k2.query import Selection
 from k2.query.params import INTERVAL_PATTERN, TIME_PATTERN, parse_list, parse_time, time_range, time_zones
 from k2.storage.catalog import TABLE_NAMES
 
@@ -84,18 +85,6 @@ class TimeRange(msgspec.Struct, frozen=True):
     end: int | None
 
 
-class Selection(msgspec.Struct, frozen=True):
-    """Which rows: of these symbols (None: all), on this exchange (None: any), in `[start, end)`."""
-
-    symbols: list[str] | None
-    exchange: str | None
-    start: int | None
-    end: int | None
-
-    def filters(self) -> dict[str, Any]:
-        return msgspec.structs.asdict(self)
-
-
 # What handlers (and dependencies) name in their signatures; `DEPENDENCIES` below is registered on the /v1 router.
 Fmt = NamedDependency[OutputFormat]
 Window = NamedDependency[TimeRange]
@@ -126,6 +115,7 @@ def provide_realtime(freshness: Fresh = "committed") -> bool:
 
 
 def provide_selection(symbols: SymbolsFilter, window: Window, exchange: Exchange = None) -> Selection:
+    """Which rows: the symbols, the exchange and the time window; handlers add the table version they read."""
     return Selection(symbols, exchange, window.start, window.end)
 
 

@@ -42,7 +42,7 @@ from benchmarks.query_api import measure_api  # noqa: E402
 from benchmarks.query_data import MINUTE_US, Generator, local_us, prepare_table, table_stats, trading_days  # noqa: E402
 from benchmarks.query_methods import LIMIT, Floor, measure_bars, measure_latest, measure_point, summary  # noqa: E402
 from k2.ops.config import load_settings  # noqa: E402
-from k2.query import QueryEngine, ticks_between  # noqa: E402
+from k2.query import QueryEngine, Selection, ticks_between  # noqa: E402
 from k2.storage.catalog import TRADES  # noqa: E402
 
 TARGETS = {  # the targets, checked at the end
@@ -151,12 +151,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     floor = Floor(paths)
     try:
         c = points[0]
-        first, _ = timed(lambda: ticks_between(engine, TRADES, symbols=[c[0]], start=c[1], end=c[2], limit=LIMIT))
+        first, _ = timed(lambda: ticks_between(engine, TRADES, Selection([c[0]], start=c[1], end=c[2]), limit=LIMIT))
         warmup = min(5, args.queries)
         log(f"measuring point queries ({args.queries} each, interleaved)...")
         point_times, point_rows = measure_point(engine, floor, table, points, warmup)
         engine_rows = [
-            ticks_between(engine, TRADES, symbols=[p[0]], start=p[1], end=p[2], limit=LIMIT).rows.num_rows
+            ticks_between(engine, TRADES, Selection([p[0]], start=p[1], end=p[2]), limit=LIMIT).rows.num_rows
             for p in points
         ]
         log(f"measuring 1-minute bars over a symbol-day ({args.queries} each, interleaved)...")

@@ -17,7 +17,16 @@ from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
 from benchmarks.common import percentile, timed
 from benchmarks.query_data import EXCHANGE, TZ
-from k2.query import FIELDS, QueryEngine, bars, latest_by_symbol, latest_indexes, parse_interval, ticks_between
+from k2.query import (
+    FIELDS,
+    QueryEngine,
+    Selection,
+    bars,
+    latest_by_symbol,
+    latest_indexes,
+    parse_interval,
+    ticks_between,
+)
 from k2.query.bars import _BARS, _PLAIN  # the engine's own bar SQL, so the floor does the same work
 from k2.storage.catalog import TRADES
 
@@ -83,7 +92,7 @@ def measure_point(engine: QueryEngine, floor: Floor, table, choices: list, warmu
     )
 
     def ours(c) -> int:
-        return ticks_between(engine, TRADES, symbols=[c[0]], start=c[1], end=c[2], limit=LIMIT).rows.num_rows
+        return ticks_between(engine, TRADES, Selection([c[0]], start=c[1], end=c[2]), limit=LIMIT).rows.num_rows
 
     def raw(c) -> int:
         return floor.sql(floor_sql, {"symbol": c[0], "start": as_dt(c[1]), "end": as_dt(c[2]), "limit": LIMIT}).num_rows
@@ -102,7 +111,7 @@ def measure_bars(engine: QueryEngine, floor: Floor, table, choices: list, warmup
     wanted = ("timestamp", "source_sequence", "source_topic", "source_partition", "source_offset", "price", "quantity")
 
     def ours(c) -> int:
-        return bars(engine, c[0], EXCHANGE, interval, TZ, start=c[1], end=c[2]).rows.num_rows
+        return bars(engine, Selection([c[0]], EXCHANGE, c[1], c[2]), interval, TZ).rows.num_rows
 
     def raw(c) -> int:
         params = {"symbol": c[0], "exchange": EXCHANGE, "start": as_dt(c[1]), "end": as_dt(c[2])}

@@ -41,7 +41,7 @@ from k2.kafka.producer import CheckedProducer, make_producer  # noqa: E402
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.model.schemas import AssetClass, Side, Trade, encode  # noqa: E402
 from k2.ops.config import load_settings  # noqa: E402
-from k2.query import QueryEngine, ticks_between  # noqa: E402
+from k2.query import QueryEngine, Selection, ticks_between  # noqa: E402
 from k2.query.hybrid import start_follower  # noqa: E402
 from k2.storage.catalog import TRADES  # noqa: E402
 
@@ -106,11 +106,9 @@ class ProbePoller(threading.Thread):
                 page = ticks_between(
                     self.engine,
                     TRADES,
-                    symbols=[PROBE_SYMBOL],
-                    start=newest + 1,
+                    Selection([PROBE_SYMBOL], start=newest + 1, realtime=self.realtime),
                     fields=["timestamp"],
                     limit=self.engine.max_rows,
-                    realtime=self.realtime,
                 )
             except Exception:  # a snapshot landing mid-read: counted, the next poll reads again
                 self.errors += 1

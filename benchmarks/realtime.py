@@ -32,7 +32,7 @@ from k2.kafka.admin import ensure_topics  # noqa: E402
 from k2.kafka.producer import publish  # noqa: E402
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed  # noqa: E402
 from k2.ops.config import load_settings  # noqa: E402
-from k2.query import QueryEngine, latest_by_symbol, latest_indexes, ticks_between  # noqa: E402
+from k2.query import QueryEngine, Selection, latest_by_symbol, latest_indexes, ticks_between  # noqa: E402
 from k2.query.hybrid import start_follower  # noqa: E402
 
 REPORT = REPORTS / "realtime.json"
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
 
             def caught_up() -> bool:
                 nonlocal first
-                first = ticks_between(engine, "trades", limit=1, realtime=True)
+                first = ticks_between(engine, "trades", Selection(realtime=True), limit=1)
                 return bool(first.freshness.tail and first.freshness.tail.complete)
 
             catch_up, _ = timed(wait_until, caught_up, timeout=120, pause=0)
@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
             rows = {"trades": 0, "trades_rt": 0}
             for _ in range(args.queries):
                 symbol = rng.choice(symbols)
-                window = {"symbols": [symbol], "start": newest - 60_000_000, "end": newest + 1, "limit": 100_000}
                 for key, realtime in (("trades", False), ("trades_rt", True)):
-                    seconds, page = timed(lambda r=realtime, w=window: ticks_between(engine, "trades", realtime=r, **w))
+                    window = Selection([symbol], start=newest - 60_000_000, end=newest + 1, realtime=realtime)
+                    seconds, page = timed(lambda w=window: ticks_between(engine, "trades", w, limit=100_000))
                     samples[key].append(seconds)
                     rows[key] += page.rows.num_rows
                 for key, realtime in (("latest", False), ("latest_rt", True)):

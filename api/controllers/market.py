@@ -27,6 +27,7 @@ from api.params import (
 from api.types import AsOfPage, Bar, BarsPage, Instrument, InstrumentsPage, Latest, LatestPage, TradeWithQuote
 from k2.query import (
     QueryError,
+    Selection,
     bars,
     exchange_timezone,
     exchanges_of,
@@ -73,19 +74,8 @@ class BarsController(Controller):
                 raise QueryError(f"{symbol} trades on {', '.join(found)}: pass exchange=")
             exchange = found[0] if found else ""
         zone = check_timezone(tz) if tz else exchange_timezone(exchange)
-        page = bars(
-            engine,
-            symbol,
-            exchange,
-            step,
-            zone,
-            start=window.start,
-            end=window.end,
-            fill=fill,
-            snapshot_id=snapshot_id,
-            as_of=as_of_us,
-            realtime=realtime,
-        )
+        selection = Selection([symbol], exchange, window.start, window.end, snapshot_id, as_of_us, realtime)
+        page = bars(engine, selection, step, zone, fill=fill)
         return page_response(
             fmt, page, BarsPage, Bar, limit=engine.max_rows, exchange=exchange, timezone=zone, interval=step.text
         )
@@ -135,19 +125,8 @@ class AsOfController(Controller):
     ) -> Response[AsOfPage]:
         """The quote is the newest of the instrument at or before the trade, within the tolerance;
         `spread` = ask - bid and `mid` = (bid + ask) / 2, exact."""
-        symbols = parse_list(symbol)
-        if not symbols:
-            raise QueryError("symbol is required")
-        page, quotes = trades_with_quotes(
-            engine,
-            symbols,
-            exchange=exchange,
-            start=window.start,
-            end=window.end,
-            tolerance_us=tolerance_ms * 1_000,
-            limit=limit,
-            as_of=as_of_us,
-        )
+        selection = Selection(parse_list(symbol), exchange, window.start, window.end, as_of=as_of_us)
+        page, quotes = trades_with_quotes(engine, selection, tolerance_us=tolerance_ms * 1_000, limit=limit)
         return page_response(fmt, page, AsOfPage, TradeWithQuote, quotes=meta(quotes, page.rows.num_rows))
 
 

@@ -40,7 +40,7 @@ class GapsController(Controller):
         selection: Rows,
         limit: Limit = 1_000,
     ) -> Response[GapsPage]:
-        page = sequence_gaps(engine, **selection.filters(), limit=limit)
+        page = sequence_gaps(engine, selection, limit=limit)
         return page_response(fmt, page, GapsPage, SequenceGap)
 
 

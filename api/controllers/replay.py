@@ -68,7 +68,8 @@ class ReplayController(Controller):
     ) -> Stream:
         fmt = format or "ndjson"
         pacer = Pacer(check_speed(speed))
-        replay = Replay(engine, **selection.filters(), kinds=kinds, as_of=as_of_us)
+        rows = {"symbols": selection.symbols, "exchange": selection.exchange, "kinds": kinds, "as_of": as_of_us}
+        replay = Replay(engine, start=selection.start, end=selection.end, **rows)
         headers = {
             f"X-K2-{table.title()}-Snapshot-Id": str(snapshot)
             for table, snapshot in replay.snapshot_ids.items()

@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Response
 from litestar.params import Parameter
 
@@ -47,17 +48,9 @@ def tick_controller(name: str, page_type: type, row_type: type, summary: str, de
         fields: fields_type = None,
         snapshot_id: SnapshotId = None,
     ) -> Response[page_type]:  # type: ignore[valid-type]  (evaluated now: this module has no lazy annotations)
-        page = ticks_between(
-            engine,
-            name,
-            **selection.filters(),
-            limit=limit,
-            cursor=cursor,
-            fields=parse_list(fields),  # checked against the table's columns, added ones included
-            snapshot_id=snapshot_id,
-            as_of=as_of_us,
-            realtime=realtime,
-        )
+        version = msgspec.structs.replace(selection, snapshot_id=snapshot_id, as_of=as_of_us, realtime=realtime)
+        fields_asked = parse_list(fields)  # checked against the table's columns, added ones included
+        page = ticks_between(engine, name, version, limit=limit, cursor=cursor, fields=fields_asked)
         return page_response(fmt, page, page_type, row_type)
 
     return type(f"{name.title()}Controller", (Controller,), {"path": f"/{name}", "tags": ("ticks",), name: handler})

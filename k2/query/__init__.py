@@ -2,12 +2,13 @@
 
 The public face: `QueryEngine` (snapshots, planning, execution) and one function per question —
 `ticks_between`, `bars`, `trades_with_quotes`, `latest_by_symbol`, `instruments`, `sequence_gaps`,
-`dead_letters`, `snapshots` — each returning Arrow plus the `Freshness` of what it read.
+`dead_letters`, `snapshots` — each returning Arrow plus the `Freshness` of what it read. A `Selection` says
+which rows a question reads (symbols, exchange, time range) and from which version of the tables.
 """
 
 from k2.query.asof import trades_with_quotes
 from k2.query.bars import bars
-from k2.query.engine import Freshness, QueryEngine, QueryFailed
+from k2.query.engine import EVERYTHING, Freshness, QueryEngine, QueryFailed, Selection
 from k2.query.latest import LatestIndex, exchanges_of, instruments, latest_by_symbol, latest_indexes
 from k2.query.params import (
     Conflict,
@@ -23,6 +24,7 @@ from k2.query.records import dead_letters, sequence_gaps, snapshots
 from k2.query.ticks import FIELDS, Page, ticks_between
 
 __all__ = [
+    "EVERYTHING",
     "FIELDS",
     "Conflict",
     "Cursor",
@@ -34,6 +36,7 @@ __all__ = [
     "QueryEngine",
     "QueryError",
     "QueryFailed",
+    "Selection",
     "bars",
     "dead_letters",
     "exchange_timezone",

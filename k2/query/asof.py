@@ -6,11 +6,12 @@ tolerance; among quotes in one microsecond the one later in the feed wins. Sprea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from k2.query.engine import Freshness, QueryEngine, to_datetime
+import msgspec
+
+from k2.query.engine import Freshness, QueryEngine, Selection, to_datetime
 from k2.query.params import QueryError
 from k2.query.ticks import Page, where
 from k2.storage.catalog import QUOTES, TRADES
@@ -47,41 +48,23 @@ LIMIT $limit
 
 def trades_with_quotes(
     engine: QueryEngine,
-    symbols: Sequence[str],
+    selection: Selection,
     *,
-    exchange: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
     tolerance_us: int = 1_000_000,
     limit: int = 1_000,
     snapshot_ids: dict[str, int] | None = None,
-    as_of: int | None = None,
 ) -> tuple[Page, Freshness]:
-    """Trades of `symbols` in `[start, end)` with the prevailing quote; returns the page and the quotes' freshness."""
-    if not 1 <= limit <= engine.max_rows:
-        raise QueryError(f"limit must be between 1 and {engine.max_rows}")
-    if tolerance_us < 0:
-        raise QueryError("tolerance must not be negative")
+    """Trades of the selection with the prevailing quote; returns the page and the quotes' freshness. The two
+    tables are pinned by `snapshot_ids` (one id per table), or by the selection's `as_of`."""
+    if not selection.symbols:
+        raise QueryError("symbol is required")
+    if selection.realtime or selection.snapshot_id is not None:
+        raise QueryError("as-of joins read committed snapshots, pinned per table by snapshot_ids")
     pinned = snapshot_ids or {}
-    trades = engine.scan(
-        TRADES,
-        symbols=symbols,
-        exchange=exchange,
-        start=start,
-        end=end,
-        snapshot_id=pinned.get(TRADES),
-        as_of=as_of,
-    )
-    quote_start = None if start is None else start - tolerance_us
-    quotes = engine.scan(
-        QUOTES,
-        symbols=symbols,
-        exchange=exchange,
-        start=quote_start,
-        end=end,
-        snapshot_id=pinned.get(QUOTES),
-        as_of=as_of,
-    )
+    trades = engine.scan(TRADES, msgspec.structs.replace(selection, snapshot_id=pinned.get(TRADES)))
+    quote_start = None if selection.start is None else selection.start - tolerance_us
+    quoted = msgspec.structs.replace(selection, start=quote_start, snapshot_id=pinned.get(QUOTES))
+    quotes = engine.scan(QUOTES, quoted)
     trade_params: dict[str, Any] = {}
     trade_where = where(trades, trade_params)
     quote_params: dict[str, Any] = {}

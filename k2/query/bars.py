@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from k2.query.engine import QueryEngine, Scan, to_datetime, to_micros
-from k2.query.params import MAX_US, Interval
+from k2.query.engine import QueryEngine, Scan, Selection, to_datetime, to_micros
+from k2.query.params import MAX_US, Interval, QueryError
 from k2.query.ticks import Page, where
 from k2.storage.catalog import PRICE, TRADES
 
@@ -65,33 +65,14 @@ FROM joined WHERE coalesce(close, previous) IS NOT NULL ORDER BY bucket LIMIT $l
 """
 
 
-def bars(
-    engine: QueryEngine,
-    symbol: str,
-    exchange: str,
-    interval: Interval,
-    tz: str,
-    *,
-    start: int | None = None,
-    end: int | None = None,
-    fill: bool = False,
-    snapshot_id: int | None = None,
-    as_of: int | None = None,
-    realtime: bool = False,
-) -> Page:
-    """Bars of one instrument in `[start, end)`, at most `engine.max_rows` (the first); `fill` adds the empty
-    intervals up to `end` (without it, to the last trade found), from `start` when a trade before it has a close to
-    carry (else from the first trade found); `realtime` includes the Kafka tail above the snapshot's seam."""
-    scan = engine.scan(
-        TRADES,
-        symbols=[symbol],
-        exchange=exchange,
-        start=start,
-        end=end,
-        snapshot_id=snapshot_id,
-        as_of=as_of,
-        realtime=realtime,
-    )
+def bars(engine: QueryEngine, selection: Selection, interval: Interval, tz: str, *, fill: bool = False) -> Page:
+    """Bars of the selection's one instrument in `[start, end)`, at most `engine.max_rows` (the first); `fill` adds
+    the empty intervals up to `end` (without it, to the last trade found), from `start` when a trade before it has a
+    close to carry (else from the first trade found); `realtime` includes the Kafka tail above the snapshot's seam."""
+    if selection.symbols is None or len(selection.symbols) != 1:
+        raise QueryError("bars are of one symbol")
+    (symbol,), exchange, start, end = selection.symbols, selection.exchange or "", selection.start, selection.end
+    scan = engine.scan(TRADES, selection)
     params: dict[str, Any] = {"tz": tz, "interval": interval.sql, "limit": engine.max_rows}
     sql = _BARS.format(where=where(scan, params), src="{src}")
     seed, span = None, None
@@ -131,7 +112,7 @@ def _close_before(engine: QueryEngine, symbol: str, exchange: str, start: int, s
     can hold a later trade of the instrument (its upper time bound is below the best found)."""
     if snapshot_id is None:
         return None
-    base = engine.scan(TRADES, symbols=[symbol], exchange=exchange, end=start, snapshot_id=snapshot_id)
+    base = engine.scan(TRADES, Selection([symbol], exchange, end=start, snapshot_id=snapshot_id))
     remaining = sorted(base.files, key=lambda f: f.max_time or 0, reverse=True)
     best: tuple | None = None
     while remaining:

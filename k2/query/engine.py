@@ -97,6 +97,23 @@ class Freshness(msgspec.Struct, frozen=True):
         )
 
 
+class Selection(msgspec.Struct, frozen=True, gc=False):
+    """Which rows a query reads: of these symbols (None: all), on this exchange (None: any), in `[start, end)`
+    (µs; None is open), from which version of the table (the newest, a snapshot id, the newest at or before
+    `as_of`) and whether the Kafka tail above that snapshot's seam is included (`realtime`)."""
+
+    symbols: Sequence[str] | None = None
+    exchange: str | None = None
+    start: int | None = None
+    end: int | None = None
+    snapshot_id: int | None = None
+    as_of: int | None = None
+    realtime: bool = False
+
+
+EVERYTHING = Selection()
+
+
 class Scan(msgspec.Struct, frozen=True, gc=False):
     """The rows of one table that a query may touch: a snapshot, its pruned files and the query's filters."""
 
@@ -233,27 +250,20 @@ class QueryEngine:
             self._tables.pop(name, None)
         return self.table(name)
 
-    def scan(
-        self,
-        name: str,
-        *,
-        symbols: Sequence[str] | None = None,
-        exchange: str | None = None,
-        start: int | None = None,
-        end: int | None = None,
-        snapshot_id: int | None = None,
-        as_of: int | None = None,
-        realtime: bool = False,
-    ) -> Scan:
-        """The files of a snapshot that may hold the rows; `realtime` adds the Kafka tail above its seam."""
-        if realtime and self.tail_source is None:
+    def scan(self, name: str, selection: Selection = EVERYTHING) -> Scan:
+        """The files of a snapshot that may hold the selected rows; `realtime` adds the Kafka tail above its seam."""
+        symbols, start, end = selection.symbols, selection.start, selection.end
+        if selection.realtime and self.tail_source is None:
             raise Conflict("this server has no Kafka tail (K2_KAFKA_BOOTSTRAP): ask for committed data")
-        if realtime and (snapshot_id is not None or as_of is not None):
+        if selection.realtime and (selection.snapshot_id is not None or selection.as_of is not None):
             raise QueryError("freshness=realtime reads the newest data; it cannot be pinned to a snapshot")
-        table, plan = self.plan(name, snapshot_id=snapshot_id, as_of=as_of)
+        table, plan = self.plan(name, snapshot_id=selection.snapshot_id, as_of=selection.as_of)
         files = plan.prune(symbols, start, end)
-        tail = self.tail_source(name, plan.offsets, symbols, start, end) if realtime and self.tail_source else None
-        return Scan(name, table, plan, files, tuple(symbols) if symbols else None, exchange, start, end, tail)
+        tail = None
+        if selection.realtime and self.tail_source is not None:
+            tail = self.tail_source(name, plan.offsets, symbols, start, end)
+        chosen = tuple(symbols) if symbols else None
+        return Scan(name, table, plan, files, chosen, selection.exchange, start, end, tail)
 
     # --- execution -------------------------------------------------------------------------------------------
 

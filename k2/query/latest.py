@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from k2.query.engine import Freshness, QueryEngine, Scan
+from k2.query.engine import Freshness, QueryEngine, Scan, Selection
 from k2.query.plan import TablePlan
 from k2.storage.catalog import QUOTES, TRADES
 
@@ -134,9 +134,8 @@ def latest_by_symbol(
     states, tails = {}, {}
     for name, alias in ((TRADES, "t"), (QUOTES, "q")):
         # One snapshot per table: its kept state, and (realtime) the tail above exactly its seam.
-        scan = engine.scan(
-            name, symbols=symbols, snapshot_id=(snapshot_ids or {}).get(name), as_of=as_of, realtime=realtime
-        )
+        pinned = (snapshot_ids or {}).get(name)
+        scan = engine.scan(name, Selection(symbols, snapshot_id=pinned, as_of=as_of, realtime=realtime))
         state = indexes[name].state(engine, snapshot_id=scan.plan.snapshot_id)
         if symbols:  # a few instruments of many: only theirs are folded and joined
             state = state.filter(pc.is_in(state["symbol"], value_set=pa.array(symbols, state["symbol"].type)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from k2.query.engine import Freshness, QueryEngine, to_datetime
+from k2.query.engine import EVERYTHING, Freshness, QueryEngine, Selection, to_datetime
 from k2.query.params import QueryError
 from k2.query.ticks import Page, columns, where
 from k2.storage.catalog import DEAD_LETTERS, SEQUENCE_GAPS, TABLE_NAMES
@@ -37,17 +37,9 @@ def snapshots(engine: QueryEngine, name: str, limit: int = 100) -> list[dict[str
     return found
 
 
-def sequence_gaps(
-    engine: QueryEngine,
-    *,
-    symbols: list[str] | None = None,
-    exchange: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
-    limit: int = 1_000,
-) -> Page:
-    """Gap and reset events, oldest first."""
-    scan = engine.scan(SEQUENCE_GAPS, symbols=symbols, exchange=exchange, start=start, end=end)
+def sequence_gaps(engine: QueryEngine, selection: Selection = EVERYTHING, *, limit: int = 1_000) -> Page:
+    """Gap and reset events of the selection (its symbols, exchange and event times), oldest first."""
+    scan = engine.scan(SEQUENCE_GAPS, selection)
     params: dict[str, Any] = {"limit": _limit(engine, limit)}
     sql = f'SELECT * FROM {{src}} WHERE {where(scan, params)} ORDER BY "timestamp", exchange, symbol LIMIT $limit'
     return Page(engine.execute(sql, params, {"src": scan}), Freshness.of(scan.plan))
@@ -63,7 +55,7 @@ def dead_letters(
     limit: int = 1_000,
 ) -> Page:
     """Rejected messages, by source position; `reason` matches a reason or its prefix (`missing_field`)."""
-    scan = engine.scan(DEAD_LETTERS, start=start, end=end)
+    scan = engine.scan(DEAD_LETTERS, Selection(start=start, end=end))
     params: dict[str, Any] = {"limit": _limit(engine, limit)}
     clause = where(scan, params, time_column="source_timestamp")
     if reason:

@@ -16,7 +16,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
 
 from k2.ingest.columnar import ARROW_SCHEMAS
-from k2.query.engine import Freshness, QueryEngine, Scan, to_datetime
+from k2.query.engine import EVERYTHING, Freshness, QueryEngine, Scan, Selection, to_datetime
 from k2.query.params import Cursor, NotFound, QueryError, check_fields
 from k2.storage.catalog import QUOTES, SCHEMAS, TRADES
 
@@ -56,17 +56,11 @@ def columns(names: Sequence[str]) -> str:
 def ticks_between(
     engine: QueryEngine,
     name: str,
+    selection: Selection = EVERYTHING,
     *,
-    symbols: Sequence[str] | None = None,
-    exchange: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
     limit: int = 1_000,
     cursor: str | None = None,
     fields: Sequence[str] | None = None,
-    snapshot_id: int | None = None,
-    as_of: int | None = None,
-    realtime: bool = False,
 ) -> Page:
     """Rows of `trades` or `quotes` in `[start, end)`, oldest first, at most `limit` per page; `realtime` adds
     the Kafka tail above the snapshot's seam (each message once, from one side or the other)."""
@@ -75,21 +69,12 @@ def ticks_between(
     if not 1 <= limit <= engine.max_rows:
         raise QueryError(f"limit must be between 1 and {engine.max_rows}")
     after = Cursor.decode(cursor) if cursor else None
-    if after is not None and realtime:
+    if after is not None and selection.realtime:
         raise QueryError("cursor pages read one committed snapshot; drop freshness=realtime to page")
-    if after is not None:
-        snapshot_id, as_of = after.snapshot_id, None  # every page of a walk reads the same snapshot
+    if after is not None:  # every page of a walk reads the same snapshot
+        selection = msgspec.structs.replace(selection, snapshot_id=after.snapshot_id, as_of=None)
         _check_pinned(engine, name, after)
-    scan = engine.scan(
-        name,
-        symbols=symbols,
-        exchange=exchange,
-        start=start,
-        end=end,
-        snapshot_id=snapshot_id,
-        as_of=as_of,
-        realtime=realtime,
-    )
+    scan = engine.scan(name, selection)
     freshness = scan.freshness
     added = added_columns(scan)
     available = [*FIELDS[name], *added.column_names]  # columns added by schema evolution can be asked for too
@@ -115,7 +100,7 @@ def ticks_between(
     more = rows.num_rows > limit
     if more:
         rows = rows.slice(0, limit)
-    if more and not realtime:  # a realtime page is not pinned to anything a cursor could name
+    if more and not selection.realtime:  # a realtime page is not pinned to anything a cursor could name
         last = {column: rows.column(column)[limit - 1] for column in ORDER}
         next_cursor = Cursor(
             snapshot_id=scan.plan.snapshot_id,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from k2.ops.config import Settings
-from k2.query import QueryEngine, QueryFailed, ticks_between
+from k2.query import QueryEngine, QueryFailed, Selection, ticks_between
 from k2.query.engine import to_datetime, to_micros
 from k2.storage.catalog import open_catalog
 from tests.fixtures.api import api_server
@@ -111,14 +111,14 @@ def test_engine_names_the_damaged_file_and_answers_from_the_others(settings, dam
 
     for day in (0, 2):
         start, end = day_bounds(day)
-        page = ticks_between(engine, "trades", start=start, end=end, limit=10_000)
+        page = ticks_between(engine, "trades", Selection(start=start, end=end), limit=10_000)
         assert answered_rows(page.rows.to_pylist()) == expected_rows(sent, start, end)
-        one = ticks_between(engine, "trades", symbols=["MSFT"], start=start, end=end, limit=10_000)
+        one = ticks_between(engine, "trades", Selection(["MSFT"], start=start, end=end), limit=10_000)
         assert answered_rows(one.rows.to_pylist()) == [r for r in expected_rows(sent, start, end) if r[0] == "MSFT"]
 
     for start, end in (day_bounds(1), (None, None)):
         with pytest.raises(QueryFailed) as failed:
-            ticks_between(engine, "trades", start=start, end=end, limit=10_000)
+            ticks_between(engine, "trades", Selection(start=start, end=end), limit=10_000)
         assert failed.value.path is not None and Path(failed.value.path.removeprefix("file:")) == victim
         assert str(victim) in str(failed.value)
     engine.close()

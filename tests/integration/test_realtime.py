@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from k2.kafka.producer import publish
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
-from k2.query import QueryEngine, latest_by_symbol, latest_indexes, ticks_between
+from k2.query import QueryEngine, Selection, latest_by_symbol, latest_indexes, ticks_between
 from k2.query.hybrid import start_follower
 from k2.storage.catalog import open_catalog
 from tests.integration.test_kafka_ingest import run_flow, settings_on_new_topics
@@ -56,7 +56,7 @@ def test_realtime_is_exact_across_random_commits(tmp_path, kafka_bootstrap, kafk
                 run_flow(settings)  # commit some of it (everything produced so far: bounded run)
             realtime_rows = {}
             for name in ("trades", "quotes"):
-                page = ticks_between(engine, name, limit=100_000, realtime=True)
+                page = ticks_between(engine, name, Selection(realtime=True), limit=100_000)
                 tail = page.freshness.tail
                 assert tail is not None and tail.complete
                 seen_tail += tail.rows

@@ -9,7 +9,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from k2.ops.config import load_settings
-from k2.query import QueryEngine, bars, parse_interval, ticks_between
+from k2.query import QueryEngine, Selection, bars, parse_interval, ticks_between
 from k2.storage.catalog import open_catalog
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import T0, raw_batch, trade
@@ -38,9 +38,9 @@ def test_s3_warehouse_round_trip(tmp_path):
         )
 
         engine = QueryEngine.from_settings(settings)
-        page = ticks_between(engine, "trades", symbols=["AAPL"], start=T0 + 2, end=T0 + 5)
+        page = ticks_between(engine, "trades", Selection(["AAPL"], start=T0 + 2, end=T0 + 5))
         assert page.rows.column("trade_id").to_pylist() == ["2", "3", "4"]
-        (bar,) = bars(engine, "AAPL", "XNAS", parse_interval("1m"), "UTC").rows.to_pylist()
+        (bar,) = bars(engine, Selection(["AAPL"], "XNAS"), parse_interval("1m"), "UTC").rows.to_pylist()
         assert (bar["open"], bar["close"], bar["trades"]) == (Decimal("0.1"), Decimal("0.7"), 7)
         engine.close()
 

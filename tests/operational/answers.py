@@ -7,7 +7,7 @@ import pyarrow as pa
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.model.batch import RawBatch
 from k2.ops.config import Settings
-from k2.query import QueryEngine, instruments, latest_indexes, parse_interval, ticks_between
+from k2.query import QueryEngine, Selection, instruments, latest_indexes, parse_interval, ticks_between
 from k2.query.bars import bars
 from k2.storage.catalog import QUOTES, TRADES
 
@@ -29,7 +29,7 @@ def all_rows(engine: QueryEngine, name: str, snapshot_id: int | None = None) -> 
     """Every row of a tick table through the engine, paging with its cursor (one snapshot)."""
     pages, cursor = [], None
     while True:
-        page = ticks_between(engine, name, limit=engine.max_rows, cursor=cursor, snapshot_id=snapshot_id)
+        page = ticks_between(engine, name, Selection(snapshot_id=snapshot_id), limit=engine.max_rows, cursor=cursor)
         pages.append(page.rows)
         cursor = page.next_cursor
         if cursor is None:
@@ -46,7 +46,9 @@ def answers(settings: Settings, snapshot_ids: dict[str, int] | None = None) -> d
         trades = result[TRADES]
         pairs = sorted(set(zip(trades["exchange"].to_pylist(), trades["symbol"].to_pylist(), strict=True)))
         for exchange, symbol in pairs[:2]:
-            page = bars(engine, symbol, exchange, parse_interval("1m"), "UTC", snapshot_id=pinned.get(TRADES))
+            page = bars(
+                engine, Selection([symbol], exchange, snapshot_id=pinned.get(TRADES)), parse_interval("1m"), "UTC"
+            )
             result[f"bars:{exchange}:{symbol}"] = page.rows
         if not pinned:
             result["instruments"] = instruments(engine, latest_indexes())

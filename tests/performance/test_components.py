@@ -30,7 +30,7 @@ from k2.ingest.sequence import SequenceTracker
 from k2.ingest.validate import Rules, validate_batch
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.model.batch import IngestBatch, RawBatch
-from k2.query import Page, QueryEngine, ticks_between
+from k2.query import Page, QueryEngine, Selection, ticks_between
 from k2.storage.catalog import DEAD_LETTERS, TABLE_PROPERTIES, TRADES, open_catalog, read_table
 from k2.storage.seams import committed_offsets
 from k2.storage.writer import IcebergWriter
@@ -224,7 +224,7 @@ def test_point_query(benchmark, settings) -> None:
     engine = QueryEngine(open_catalog(settings), settings.namespace)
 
     def query() -> Page:
-        return ticks_between(engine, TRADES, symbols=[symbol], start=start, end=end, limit=engine.max_rows)
+        return ticks_between(engine, TRADES, Selection([symbol], start=start, end=end), limit=engine.max_rows)
 
     try:
         query()  # planning and Parquet footers cached, as in a serving API

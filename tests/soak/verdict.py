@@ -103,8 +103,15 @@ def fit_trend(t: Sequence[float], y: Sequence[float]) -> Trend:
     return Trend(level=float(coef[0]), slope=float(coef[1]), amplitude=amplitude, period=period, used=int(keep.sum()))
 
 
+class Verdict:
+    """A judged figure (a dataclass with an `ok` property): its fields, and whether it passed."""
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}  # type: ignore[call-overload, attr-defined]
+
+
 @dataclass(frozen=True)
-class RssVerdict:
+class RssVerdict(Verdict):
     baseline_kib: float  # the trend's level where the judged span starts
     end_kib: float  # the trend's level where it ends
     fitted_growth: float  # judged: end / baseline - 1, the trend over the judged span with the swing taken out
@@ -121,9 +128,6 @@ class RssVerdict:
     @property
     def ok(self) -> bool:
         return bool(self.fitted_growth <= self.limit and self.floor_growth <= self.limit)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
 
 
 def judge_rss(t: Sequence[float], rss_kib: Sequence[float], warmup_end: float) -> RssVerdict:
@@ -191,7 +195,7 @@ def rss_profile(t: Sequence[float], rss_kib: Sequence[float], parts: int = 10) -
 
 
 @dataclass(frozen=True)
-class LagVerdict:
+class LagVerdict(Verdict):
     end_lag: float  # median of the last window, messages
     bound: float  # messages
     slope_per_s: float  # Theil-Sen over the last half of the run, messages per second
@@ -200,9 +204,6 @@ class LagVerdict:
     @property
     def ok(self) -> bool:
         return bool(self.end_lag <= self.bound and self.slope_per_s <= self.slope_limit)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
 
 
 def judge_lag(t: Sequence[float], lag: Sequence[float], *, rate: float, bound: float) -> LagVerdict:

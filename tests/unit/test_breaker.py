@@ -11,22 +11,10 @@ from k2.ops.config import load_settings
 from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TRADES, open_catalog, read_table
 from k2.storage.seams import committed_offsets, summed_property
 from k2.storage.writer import IcebergWriter
+from tests.fixtures.clock import FakeClock
 from tests.unit.test_sink import arrow_batch
 
 pytestmark = pytest.mark.unit
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def failing(times: int, exc: Exception | None = None):
@@ -42,14 +30,14 @@ def failing(times: int, exc: Exception | None = None):
 
 
 def test_retries_with_backoff_opens_after_the_threshold_and_closes_on_success():
-    time = FakeTime()
+    time = FakeClock()
     states: list[BreakerState] = []
     breaker = CircuitBreaker(
         "b",
         failure_threshold=3,
         initial_backoff=0.5,
         max_backoff=4.0,
-        clock=time.clock,
+        clock=time,
         sleep=time.sleep,
         on_state=lambda _, s: states.append(s),
     )
@@ -64,10 +52,10 @@ def test_retries_with_backoff_opens_after_the_threshold_and_closes_on_success():
 
 
 def test_a_failed_probe_reopens_without_closing():
-    time = FakeTime()
+    time = FakeClock()
     states: list[BreakerState] = []
     breaker = CircuitBreaker(
-        "b", failure_threshold=1, clock=time.clock, sleep=time.sleep, on_state=lambda _, s: states.append(s)
+        "b", failure_threshold=1, clock=time, sleep=time.sleep, on_state=lambda _, s: states.append(s)
     )
     action, _ = failing(3)
     breaker.run(action)
@@ -83,8 +71,8 @@ def test_a_failed_probe_reopens_without_closing():
 
 
 def test_gives_up_only_when_told_to():
-    time = FakeTime()
-    breaker = CircuitBreaker("b", give_up_seconds=10, max_backoff=4, clock=time.clock, sleep=time.sleep)
+    time = FakeClock()
+    breaker = CircuitBreaker("b", give_up_seconds=10, max_backoff=4, clock=time, sleep=time.sleep)
     action, calls = failing(10**6)
     with pytest.raises(BreakerGaveUp, match="still failing"):
         breaker.run(action)
@@ -93,8 +81,8 @@ def test_gives_up_only_when_told_to():
 
 def test_a_long_outage_keeps_waiting_at_the_cap():
     # 2,000 failures in a row (a catalog down for hours): the doubling must stay capped, not overflow a float.
-    time = FakeTime()
-    breaker = CircuitBreaker("b", failure_threshold=2, max_backoff=5, clock=time.clock, sleep=time.sleep)
+    time = FakeClock()
+    breaker = CircuitBreaker("b", failure_threshold=2, max_backoff=5, clock=time, sleep=time.sleep)
     action, calls = failing(2_000)
     assert breaker.run(action) == "done"
     assert calls["n"] == 2_001 and time.sleeps[-1] == 5
@@ -109,8 +97,8 @@ def test_stop_ends_a_wait_at_once():
 
 
 def test_work_found_done_before_a_retry_is_not_redone():
-    time = FakeTime()
-    breaker = CircuitBreaker("b", clock=time.clock, sleep=time.sleep)
+    time = FakeClock()
+    breaker = CircuitBreaker("b", clock=time, sleep=time.sleep)
     action, calls = failing(1)
     assert breaker.run(action, before_retry=lambda: "landed") == "landed"
     assert calls["n"] == 1 and breaker.state is BreakerState.CLOSED

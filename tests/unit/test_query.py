@@ -14,6 +14,7 @@ from k2.query import (
     NotFound,
     QueryEngine,
     QueryError,
+    Selection,
     bars,
     instruments,
     latest_by_symbol,
@@ -55,13 +56,13 @@ def test_point_query_filters_and_pages_without_gaps_or_repeats(settings):
     )
     seen, cursor = [], None
     while True:
-        page = ticks_between(engine, "trades", symbols=[symbol], limit=97, cursor=cursor)
+        page = ticks_between(engine, "trades", Selection([symbol]), limit=97, cursor=cursor)
         seen += [(r["timestamp"], r["source_partition"], r["source_offset"]) for r in page.rows.to_pylist()]
         cursor = page.next_cursor
         if cursor is None:
             break
     assert seen == expected
-    window = ticks_between(engine, "trades", symbols=[symbol], start=T0 + 2 * SEC, end=T0 + 3 * SEC, limit=10_000)
+    window = ticks_between(engine, "trades", Selection([symbol], start=T0 + 2 * SEC, end=T0 + 3 * SEC), limit=10_000)
     times = [r.value for r in window.rows.column("timestamp")]
     assert times and all(T0 + 2 * SEC <= t < T0 + 3 * SEC for t in times)
     assert times == sorted(times)
@@ -122,12 +123,12 @@ def test_time_travel_returns_the_older_rows(settings):
     old = ticks_between(engine, "trades").freshness
     ingest_trades(settings, [trade(trade_id="new", source_sequence=2, timestamp=T0 + 1)], start=1)
     assert ticks_between(engine, "trades").rows.column("trade_id").to_pylist() == ["old", "new"]
-    pinned = ticks_between(engine, "trades", snapshot_id=old.snapshot_id)
+    pinned = ticks_between(engine, "trades", Selection(snapshot_id=old.snapshot_id))
     assert pinned.rows.column("trade_id").to_pylist() == ["old"]
-    at_time = ticks_between(engine, "trades", as_of=int(old.committed_at.timestamp() * 1_000_000) + 999)
+    at_time = ticks_between(engine, "trades", Selection(as_of=int(old.committed_at.timestamp() * 1_000_000) + 999))
     assert at_time.rows.column("trade_id").to_pylist() == ["old"]
     with pytest.raises(NotFound, match=r"^no snapshot 12345 in trades"):
-        ticks_between(engine, "trades", snapshot_id=12345)
+        ticks_between(engine, "trades", Selection(snapshot_id=12345))
 
 
 def test_bars_hand_computed_with_same_microsecond_ties(settings):
@@ -141,7 +142,7 @@ def test_bars_hand_computed_with_same_microsecond_ties(settings):
     ]
     ingest_trades(settings, trades)
     engine = engine_for(settings)
-    page = bars(engine, "AAPL", "XNAS", parse_interval("1m"), "UTC")
+    page = bars(engine, Selection(["AAPL"], "XNAS"), parse_interval("1m"), "UTC")
     rows = page.rows.to_pylist()
     assert [r["trades"] for r in rows] == [4, 1]
     first = rows[0]
@@ -177,7 +178,7 @@ def test_vwap_rounds_half_even_on_exact_ties(settings):
     assert half_up[:2] == [Decimal("1.00000001"), Decimal("2.12345679")] and half_up[:2] != expected[:2]
     assert down[2] == Decimal("1.00000001") != expected[2]
     ingest_trades(settings, vwap_tie_trades())
-    rows = bars(engine_for(settings), "AAPL", "XNAS", parse_interval("1m"), "UTC").rows.to_pylist()
+    rows = bars(engine_for(settings), Selection(["AAPL"], "XNAS"), parse_interval("1m"), "UTC").rows.to_pylist()
     assert [r["trades"] for r in rows] == [len(fills) for fills in VWAP_TIES]
     assert [r["vwap"] for r in rows] == expected
 
@@ -189,7 +190,7 @@ def test_filled_bars_carry_the_previous_close(settings):
     ]
     ingest_trades(settings, trades)
     rows = bars(
-        engine_for(settings), "AAPL", "XNAS", parse_interval("1m"), "UTC", start=T0, end=T0 + 4 * 60 * SEC, fill=True
+        engine_for(settings), Selection(["AAPL"], "XNAS", T0, T0 + 4 * 60 * SEC), parse_interval("1m"), "UTC", fill=True
     ).rows.to_pylist()
     assert [(r["open"], r["close"], r["volume"], r["trades"]) for r in rows] == [
         (Decimal(7), Decimal(7), 0, 0),  # before the first trade in range: the close before `start`
@@ -215,12 +216,12 @@ def test_daily_bars_follow_the_exchange_day_not_utc(settings):
     ]  # fmt: skip
     ingest_trades(settings, trades)
     engine = engine_for(settings)
-    rows = bars(engine, "MWR", "ASX", parse_interval("1d"), "Australia/Sydney").rows.to_pylist()
+    rows = bars(engine, Selection(["MWR"], "ASX"), parse_interval("1d"), "Australia/Sydney").rows.to_pylist()
     assert [(r["start"], r["open"], r["close"], r["trades"]) for r in rows] == [
         (datetime(2014, 3, 9, 13, tzinfo=UTC), Decimal(1), Decimal(1), 1),  # Sydney 10 March 00:00
         (datetime(2014, 3, 10, 13, tzinfo=UTC), Decimal(2), Decimal(3), 2),  # Sydney 11 March 00:00
     ]
-    utc = bars(engine, "MWR", "ASX", parse_interval("1d"), "UTC").rows.to_pylist()
+    utc = bars(engine, Selection(["MWR"], "ASX"), parse_interval("1d"), "UTC").rows.to_pylist()
     assert [r["trades"] for r in utc] == [2, 1]
 
 
@@ -231,7 +232,7 @@ def test_bars_equal_an_independent_duckdb_query(settings):
     table = open_catalog(settings).load_table((settings.namespace, "trades"))
     data = table.scan().to_arrow()  # pyiceberg's own reader, not our planner
     symbol, exchange = data.column("symbol")[0].as_py(), data.column("exchange")[0].as_py()
-    ours = bars(engine, symbol, exchange, parse_interval("5s"), "UTC").rows
+    ours = bars(engine, Selection([symbol], exchange), parse_interval("5s"), "UTC").rows
     reference = duckdb.connect()
     reference.execute("SET TimeZone = 'UTC'")
     reference.register("ticks", data)
@@ -321,10 +322,10 @@ def test_asof_join_takes_the_prevailing_quote_within_tolerance(settings):
         trade(trade_id="one_sided", source_sequence=4, timestamp=T0 + 10 * SEC + 1),
     ]
     ingest_trades(settings, trades, quotes=quotes)
-    page, _ = trades_with_quotes(engine_for(settings), ["AAPL"], tolerance_us=2 * SEC)
+    page, _ = trades_with_quotes(engine_for(settings), Selection(["AAPL"]), tolerance_us=2 * SEC)
     # `start` bounds the trades; only the quotes are read from a tolerance earlier
     ranged, _ = trades_with_quotes(
-        engine_for(settings), ["AAPL"], start=T0 + SEC, end=T0 + 11 * SEC, tolerance_us=2 * SEC
+        engine_for(settings), Selection(["AAPL"], start=T0 + SEC, end=T0 + 11 * SEC), tolerance_us=2 * SEC
     )
     assert ranged.rows.column("trade_id").to_pylist() == ["stale", "one_sided"]
     got = {r["trade_id"]: r for r in page.rows.to_pylist()}

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from k2.query import Conflict, NotFound, QueryEngine, QueryError, bars, parse_interval, ticks_between
+from k2.query import Conflict, NotFound, QueryEngine, QueryError, Selection, bars, parse_interval, ticks_between
 from k2.query.params import MAX_US, MIN_US, Cursor, time_range
 from k2.storage.catalog import open_catalog
 from tests.fixtures.flow import run_ingest
@@ -45,7 +45,7 @@ def filled(first_minute: int, last_minute: int, seed: int | None = None) -> list
 
 
 def minute_bars(engine, **window) -> list[tuple]:
-    rows = bars(engine, "AAPL", "XNAS", parse_interval("1m"), "UTC", fill=True, **window).rows.to_pylist()
+    rows = bars(engine, Selection(["AAPL"], "XNAS", **window), parse_interval("1m"), "UTC", fill=True).rows.to_pylist()
     return [(int(r["start"].timestamp()) * SEC, r["open"], r["close"], r["volume"], r["trades"]) for r in rows]
 
 
@@ -58,7 +58,7 @@ def test_filled_bars_without_a_range_span_the_trades_found(engine):
 
 def test_a_range_of_more_bars_than_a_request_returns_answers_the_first(engine, settings):
     # ~5e9 minutes asked: not filled, the bars are only where trades are; filled, the first max_rows of them.
-    plain = bars(engine, "AAPL", "XNAS", parse_interval("1s"), "UTC", start=MIN_US, end=MAX_US).rows
+    plain = bars(engine, Selection(["AAPL"], "XNAS", MIN_US, MAX_US), parse_interval("1s"), "UTC").rows
     assert plain.column("trades").to_pylist() == [1, 1, 1]
     small = QueryEngine(open_catalog(settings), settings.namespace, refresh_seconds=0, max_rows=7)
     assert minute_bars(small, start=MIN_US, end=MAX_US) == filled(0, 6)  # the last close carried towards `end`
@@ -72,20 +72,20 @@ def test_an_empty_interval_holds_no_rows(engine):
     everything = ticks_between(engine, "trades").rows.num_rows
     assert everything == len(TIMES_PRICES)
     for start, end in [(T0 + 3 * MIN, T0 + MIN), (T0 + 2 * MIN + 5, T0 + 2 * MIN + 5)]:
-        assert ticks_between(engine, "trades", start=start, end=end).rows.num_rows == 0
+        assert ticks_between(engine, "trades", Selection(start=start, end=end)).rows.num_rows == 0
         assert minute_bars(engine, start=start, end=end) == []
-        assert bars(engine, "AAPL", "XNAS", parse_interval("1m"), "UTC", start=start, end=end).rows.num_rows == 0
+        assert bars(engine, Selection(["AAPL"], "XNAS", start, end), parse_interval("1m"), "UTC").rows.num_rows == 0
     # The same bounds the right way round do hold the trade at minute 2.
-    assert ticks_between(engine, "trades", start=T0 + MIN, end=T0 + 3 * MIN).rows.num_rows == 1
+    assert ticks_between(engine, "trades", Selection(start=T0 + MIN, end=T0 + 3 * MIN)).rows.num_rows == 1
 
 
 def test_names_of_nothing_are_not_found_and_realtime_without_kafka_is_a_conflict(engine):
     page = ticks_between(engine, "trades", limit=1)
     snapshot = page.freshness.snapshot_id
     with pytest.raises(NotFound, match=rf"^no snapshot {snapshot + 1} in trades"):
-        ticks_between(engine, "trades", snapshot_id=snapshot + 1)
+        ticks_between(engine, "trades", Selection(snapshot_id=snapshot + 1))
     with pytest.raises(NotFound, match=r"^no snapshot of quotes at or before 1970-01-01T00:00:00"):
-        ticks_between(engine, "quotes", as_of=0)
+        ticks_between(engine, "quotes", Selection(as_of=0))
     after = Cursor.decode(page.next_cursor)
     elsewhere = Cursor(snapshot + 1, after.timestamp, after.topic, after.partition, after.offset).encode()
     with pytest.raises(NotFound, match=rf"^this cursor points to no page: no snapshot {snapshot + 1} in trades"):
@@ -96,9 +96,9 @@ def test_names_of_nothing_are_not_found_and_realtime_without_kafka_is_a_conflict
         ticks_between(engine, "trades", cursor="not-a-cursor")
     assert type(malformed.value) is QueryError  # malformed: neither a NotFound nor a Conflict
     for realtime_read in (
-        lambda: ticks_between(engine, "trades", realtime=True),
-        lambda: ticks_between(engine, "trades", realtime=True, snapshot_id=snapshot),
-        lambda: bars(engine, "AAPL", "XNAS", parse_interval("1m"), "UTC", realtime=True),
+        lambda: ticks_between(engine, "trades", Selection(realtime=True)),
+        lambda: ticks_between(engine, "trades", Selection(snapshot_id=snapshot, realtime=True)),
+        lambda: bars(engine, Selection(["AAPL"], "XNAS", realtime=True), parse_interval("1m"), "UTC"),
     ):
         with pytest.raises(Conflict, match=r"no Kafka tail \(K2_KAFKA_BOOTSTRAP\)"):
             realtime_read()

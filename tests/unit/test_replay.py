@@ -33,6 +33,7 @@ from k2.replay import (
     wire_values,
 )
 from k2.storage.catalog import open_catalog, read_table
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.flow import run_ingest
 from tests.fixtures.market import BUSINESS, T0, quote, raw_batch, trade
 
@@ -206,21 +207,8 @@ def test_slices_follow_the_planned_density():
     assert density.at(density.time_at(600)) == pytest.approx(600, abs=11)
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_pacer_schedule_keeps_inter_arrival_times_over_speed():
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     pacer = Pacer(2.0, clock=clock, sleep=clock.sleep)
     sent = []
     for event_us in [0, 1_000_000, 1_000_000, 1_500_000, 4_000_000]:
@@ -239,7 +227,7 @@ def test_pacer_schedule_keeps_inter_arrival_times_over_speed():
 
 
 def test_paced_groups_hold_only_due_messages():
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     pacer = Pacer(1.0, clock=clock, sleep=clock.sleep)
     messages = [Message("trade", t, b"k", b"v") for t in (0, 0, 200_000, 200_000, 200_001, 1_000_000)]
     groups = [([m.timestamp for m in group], clock.now - 100.0) for group in paced(messages, pacer)]
@@ -384,7 +372,7 @@ def test_http_bad_parameters_are_400_problems(client, query):
 
 def test_arrow_stream_paced_writes_batches_as_rows_fall_due(landed):
     settings, _ = landed
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     pacer = Pacer(1_000.0, clock=clock, sleep=clock.sleep)
     replay = Replay(engine_for(settings), start=T0, end=T0 + 2 * SEC)
     data = b"".join(arrow_stream(replay, pacer))
