@@ -76,6 +76,13 @@ class KafkaPublisher:
             extra={"exchange": self.exchange, "topic": msg.topic(), "message": (msg.value() or b"")[:2_000].decode()},
         )
 
+    async def serve_deliveries(self, every: float = 0.05) -> None:
+        """Serve the broker's confirmations while the socket is quiet (publishing serves them too); runs until
+        cancelled."""
+        while True:
+            self.producer.poll(0)
+            await asyncio.sleep(every)
+
     async def room(self) -> None:
         """Return once fewer than half the bound are unconfirmed (at once when not full)."""
         if not self.full:

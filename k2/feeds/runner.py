@@ -82,7 +82,9 @@ class FeedRunner:
 
     async def run(self) -> None:
         """Until cancelled; then drains the publisher and returns."""
-        status = asyncio.create_task(self._status_loop()) if self.options.status_seconds > 0 else None
+        keepers = [asyncio.create_task(self.publisher.serve_deliveries())]
+        if self.options.status_seconds > 0:
+            keepers.append(asyncio.create_task(self._status_loop()))
         try:
             while True:
                 await self.publisher.room()
@@ -96,8 +98,8 @@ class FeedRunner:
         except asyncio.CancelledError:
             pass
         finally:
-            if status is not None:
-                status.cancel()
+            for keeper in keepers:
+                keeper.cancel()
             left = await self.publisher.drain(self.options.drain_seconds)
             self._report()
             if left:
