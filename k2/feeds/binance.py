@@ -18,21 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from k2.feeds.exchange import Exchange
-from k2.feeds.normalise import (
-    FrameError,
-    Instrument,
-    Parsed,
-    decimal_text,
-    field_of,
-    integer,
-    micros_from_ms,
-    quote_row,
-    trade_row,
-    vendor_data,
-)
+from k2.feeds.normalise import FrameError, Instrument, Parsed, field_of, integer, micros_from_ms
 
-_TRADE_FIELDS = ("e", "s", "t", "p", "q", "T", "m")
-_TICKER_FIELDS = ("u", "s", "b", "B", "a", "A")
+_TRADE_FIELDS = ("s", "p", "q", "e", "t", "T", "m")  # symbol, price, quantity first
+_TICKER_FIELDS = ("s", "b", "B", "a", "A", "u")  # symbol, bid, bid size, ask, ask size first
 
 
 class Binance(Exchange):
@@ -66,41 +55,15 @@ class Binance(Exchange):
         return Parsed("unknown", detail=f"event {event!r}")
 
     def _trade(self, frame: dict[str, Any], received_us: int):
-        native = field_of(frame, "s")
-        trade_id = integer(field_of(frame, "t"), "t")
         maker_bought = field_of(frame, "m")
         if not isinstance(maker_bought, bool):
             raise FrameError(f"m is not true or false: {maker_bought!r}")
-        return trade_row(
-            self.instrument(native),
-            self.name,
-            timestamp=micros_from_ms(field_of(frame, "T"), "T"),
-            received=received_us,
-            trade_id=str(trade_id),
-            price=decimal_text(frame, "p"),
-            quantity=decimal_text(frame, "q"),
-            side="SELL" if maker_bought else "BUY",
-            sequence=trade_id,
-            vendor=vendor_data(frame, _TRADE_FIELDS, native),
-        )
+        trade_id, time = integer(field_of(frame, "t"), "t"), micros_from_ms(field_of(frame, "T"), "T")
+        side = "SELL" if maker_bought else "BUY"
+        return self.trade(frame, received_us, trade_id, time, side, _TRADE_FIELDS)
 
     def _quote(self, frame: dict[str, Any], received_us: int):
-        native = field_of(frame, "s")
         update_id = integer(field_of(frame, "u"), "u")
-        vendor = vendor_data(frame, _TICKER_FIELDS, native)
-        if "T" in frame:
-            timestamp = micros_from_ms(frame["T"], "T")
-        else:
-            timestamp = received_us
-            vendor["timestamp_source"] = "received"
-        row = quote_row(
-            self.instrument(native),
-            self.name,
-            timestamp=timestamp,
-            received=received_us,
-            quote_id=str(update_id),
-            bid=(decimal_text(frame, "b"), decimal_text(frame, "B")),
-            ask=(decimal_text(frame, "a"), decimal_text(frame, "A")),
-            vendor=vendor,
-        )
+        time = micros_from_ms(frame["T"], "T") if "T" in frame else None  # spot book tickers carry no time
+        row = self.quote(frame, received_us, update_id, time, _TICKER_FIELDS)
         return row, (update_id,)

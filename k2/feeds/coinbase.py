@@ -17,22 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from k2.feeds.exchange import Exchange
-from k2.feeds.normalise import (
-    FrameError,
-    Instrument,
-    Parsed,
-    decimal_text,
-    field_of,
-    integer,
-    micros_from_iso,
-    quote_row,
-    trade_row,
-    vendor_data,
-)
+from k2.feeds.normalise import FrameError, Instrument, Parsed, field_of, integer, micros_from_iso
 
 _AGGRESSOR = {"buy": "SELL", "sell": "BUY"}  # the maker's side -> the taker's
-_MATCH_FIELDS = ("trade_id", "time", "product_id", "price", "size")
-_TICKER_FIELDS = ("sequence", "time", "product_id", "best_bid", "best_bid_size", "best_ask", "best_ask_size")
+_MATCH_FIELDS = ("product_id", "price", "size", "trade_id", "time")  # symbol, price, quantity first
+_TICKER_FIELDS = ("product_id", "best_bid", "best_bid_size", "best_ask", "best_ask_size", "sequence", "time")
 
 
 class Coinbase(Exchange):
@@ -63,35 +52,17 @@ class Coinbase(Exchange):
         return Parsed("unknown", detail=f"type {kind!r}")
 
     def _trade(self, frame: dict[str, Any], received_us: int):
-        native = field_of(frame, "product_id")
-        trade_id = integer(field_of(frame, "trade_id"), "trade_id")
         side = _AGGRESSOR.get(field_of(frame, "side"))
         if side is None:
             raise FrameError(f"side is not buy or sell: {frame['side']!r}")
-        return trade_row(
-            self.instrument(native),
-            self.name,
-            timestamp=micros_from_iso(field_of(frame, "time"), "time"),
-            received=received_us,
-            trade_id=str(trade_id),
-            price=decimal_text(frame, "price"),
-            quantity=decimal_text(frame, "size"),
-            side=side,
-            sequence=trade_id,
-            vendor=vendor_data(frame, _MATCH_FIELDS, native),
+        trade_id, time = (
+            integer(field_of(frame, "trade_id"), "trade_id"),
+            micros_from_iso(field_of(frame, "time"), "time"),
         )
+        return self.trade(frame, received_us, trade_id, time, side, _MATCH_FIELDS)
 
     def _quote(self, frame: dict[str, Any], received_us: int):
-        native = field_of(frame, "product_id")
         sequence = integer(field_of(frame, "sequence"), "sequence")
-        row = quote_row(
-            self.instrument(native),
-            self.name,
-            timestamp=micros_from_iso(field_of(frame, "time"), "time"),
-            received=received_us,
-            quote_id=str(sequence),
-            bid=(decimal_text(frame, "best_bid"), decimal_text(frame, "best_bid_size")),
-            ask=(decimal_text(frame, "best_ask"), decimal_text(frame, "best_ask_size")),
-            vendor=vendor_data(frame, _TICKER_FIELDS, native),
-        )
+        time = micros_from_iso(field_of(frame, "time"), "time")
+        row = self.quote(frame, received_us, sequence, time, _TICKER_FIELDS)
         return row, (sequence,)

@@ -8,8 +8,17 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from k2.feeds.normalise import FrameError, Instrument, Parsed, decode_frame
-from k2.model.schemas import Kind
+from k2.feeds.normalise import (
+    ASSET_CLASS,
+    FrameError,
+    Instrument,
+    Parsed,
+    decimal_text,
+    decode_frame,
+    field_of,
+    vendor_data,
+)
+from k2.model.schemas import Kind, QuoteRow, TradeRow
 
 _encode = msgspec.json.Encoder().encode
 
@@ -63,6 +72,44 @@ class Exchange:
         if found is None:
             raise FrameError(f"symbol {native!r} was not subscribed")
         return found
+
+    def trade(
+        self, frame: dict[str, Any], received_us: int, trade_id: int, timestamp: int, side: str, used: tuple[str, ...]
+    ) -> TradeRow:
+        """A trade from `frame`. `used` names the fields K2 has columns for, its first three the symbol, price and
+        quantity; the others go to `vendor_data`. The trade id (consecutive per pair) is `source_sequence` too."""
+        common = self._common(frame, received_us, timestamp, used)
+        price, quantity = (decimal_text(frame, name) for name in used[1:3])
+        return TradeRow(
+            **common, trade_id=str(trade_id), price=price, quantity=quantity, side=side, source_sequence=trade_id
+        )
+
+    def quote(
+        self, frame: dict[str, Any], received_us: int, quote_id: object, timestamp: int | None, used: tuple[str, ...]
+    ) -> QuoteRow:
+        """A best bid/offer from `frame`; the first five of `used` name its symbol, bid, bid size, ask and ask size.
+        Without an exchange time the frame's arrival is its timestamp (`vendor_data["timestamp_source"]`)."""
+        common = self._common(frame, received_us, timestamp, used)
+        bid, bid_size, ask, ask_size = (decimal_text(frame, name) for name in used[1:5])
+        return QuoteRow(
+            **common, quote_id=str(quote_id), bid_price=bid, bid_quantity=bid_size, ask_price=ask, ask_quantity=ask_size
+        )
+
+    def _common(self, frame: dict[str, Any], received_us: int, timestamp: int | None, used: tuple[str, ...]) -> dict:
+        native = field_of(frame, used[0])
+        instrument = self.instrument(native)
+        vendor = vendor_data(frame, used, native)
+        if timestamp is None:
+            timestamp, vendor["timestamp_source"] = received_us, "received"
+        return {
+            "exchange": self.name,
+            "symbol": instrument.symbol,
+            "asset_class": ASSET_CLASS,
+            "currency": instrument.quote,
+            "timestamp": timestamp,
+            "ingestion_timestamp": received_us,
+            "vendor_data": vendor,
+        }
 
     def request_id(self) -> int:
         return next(self._request_ids)

@@ -19,21 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from k2.feeds.exchange import Exchange
-from k2.feeds.normalise import (
-    FrameError,
-    Instrument,
-    Parsed,
-    decimal_text,
-    field_of,
-    integer,
-    micros_from_iso,
-    quote_row,
-    trade_row,
-    vendor_data,
-)
+from k2.feeds.normalise import FrameError, Instrument, Parsed, field_of, integer, micros_from_iso
 
 _SIDES = {"buy": "BUY", "sell": "SELL"}
-_TRADE_FIELDS = ("symbol", "side", "price", "qty", "trade_id", "timestamp")
+_TRADE_FIELDS = ("symbol", "price", "qty", "side", "trade_id", "timestamp")  # symbol, price, quantity first
 _TICKER_FIELDS = ("symbol", "bid", "bid_qty", "ask", "ask_qty", "timestamp")
 _CONTROL = {"subscribe", "unsubscribe", "pong"}
 
@@ -84,47 +73,18 @@ class Kraken(Exchange):
             build(entry, frame.get("type"), received_us, parsed)
 
     def _trade(self, entry: dict[str, Any], kind: Any, received_us: int, parsed: Parsed) -> None:
-        native = field_of(entry, "symbol")
-        trade_id = integer(field_of(entry, "trade_id"), "trade_id")
         side = _SIDES.get(field_of(entry, "side"))
         if side is None:
             raise FrameError(f"side is not buy or sell: {entry['side']!r}")
-        vendor = vendor_data(entry, _TRADE_FIELDS, native)
-        vendor["type"] = str(kind)
-        parsed.trades.append(
-            trade_row(
-                self.instrument(native),
-                self.name,
-                timestamp=micros_from_iso(field_of(entry, "timestamp"), "timestamp"),
-                received=received_us,
-                trade_id=str(trade_id),
-                price=decimal_text(entry, "price"),
-                quantity=decimal_text(entry, "qty"),
-                side=side,
-                sequence=trade_id,
-                vendor=vendor,
-            )
-        )
+        trade_id = integer(field_of(entry, "trade_id"), "trade_id")
+        time = micros_from_iso(field_of(entry, "timestamp"), "timestamp")
+        trade = self.trade(entry, received_us, trade_id, time, side, _TRADE_FIELDS)
+        trade.vendor_data["type"] = str(kind)  # type: ignore[index]  # snapshot: re-sent on (re)subscribing
+        parsed.trades.append(trade)
 
     def _quote(self, entry: dict[str, Any], kind: Any, received_us: int, parsed: Parsed) -> None:
-        native = field_of(entry, "symbol")
-        vendor = vendor_data(entry, _TICKER_FIELDS, native)
-        vendor["type"] = str(kind)
-        if "timestamp" in entry:
-            timestamp = micros_from_iso(entry["timestamp"], "timestamp")
-        else:
-            timestamp = received_us
-            vendor["timestamp_source"] = "received"
-        bid = (decimal_text(entry, "bid"), decimal_text(entry, "bid_qty"))
-        ask = (decimal_text(entry, "ask"), decimal_text(entry, "ask_qty"))
-        row = quote_row(
-            self.instrument(native),
-            self.name,
-            timestamp=timestamp,
-            received=received_us,
-            quote_id=str(timestamp),
-            bid=bid,
-            ask=ask,
-            vendor=vendor,
-        )
-        parsed.quotes.append((row, (timestamp, bid, ask)))
+        time = micros_from_iso(entry["timestamp"], "timestamp") if "timestamp" in entry else None
+        row = self.quote(entry, received_us, time or received_us, time, _TICKER_FIELDS)
+        row.vendor_data["type"] = str(kind)  # type: ignore[index]
+        book = (row.bid_price, row.bid_quantity, row.ask_price, row.ask_quantity)
+        parsed.quotes.append((row, (row.timestamp, book)))

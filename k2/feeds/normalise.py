@@ -175,62 +175,6 @@ class QuoteSequencer:
         return True
 
 
-def trade_row(
-    instrument: Instrument,
-    exchange: str,
-    *,
-    timestamp: int,
-    received: int,
-    trade_id: str,
-    price: str,
-    quantity: str,
-    side: str,
-    sequence: int | None,
-    vendor: dict[str, str],
-) -> TradeRow:
-    return TradeRow(
-        exchange=exchange,
-        symbol=instrument.symbol,
-        asset_class=ASSET_CLASS,
-        timestamp=timestamp,
-        currency=instrument.quote,
-        trade_id=trade_id,
-        price=price,
-        quantity=quantity,
-        side=side,  # type: ignore[arg-type]
-        ingestion_timestamp=received,
-        source_sequence=sequence,
-        vendor_data=vendor,
-    )
-
-
-def quote_row(
-    instrument: Instrument,
-    exchange: str,
-    *,
-    timestamp: int,
-    received: int,
-    quote_id: str,
-    bid: tuple[str, str],
-    ask: tuple[str, str],
-    vendor: dict[str, str],
-) -> QuoteRow:
-    return QuoteRow(
-        exchange=exchange,
-        symbol=instrument.symbol,
-        asset_class=ASSET_CLASS,
-        timestamp=timestamp,
-        currency=instrument.quote,
-        quote_id=quote_id,
-        bid_price=bid[0],
-        bid_quantity=bid[1],
-        ask_price=ask[0],
-        ask_quantity=ask[1],
-        ingestion_timestamp=received,
-        vendor_data=vendor,
-    )
-
-
 def to_message(kind: Kind, row: TradeRow | QuoteRow) -> FeedMessage:
     """Wire bytes of a normalised row: K2's v2 JSON, decimals as the exchange's text in JSON strings. (A quote's
     `one_sided`/`crossed` go out false: validation derives them from the prices and ignores the wire's.)"""
