@@ -5,6 +5,10 @@ heartbeats, a subscription error). What lands is compared value for value with t
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +29,7 @@ from tests.fixtures.exchange_frames import QUOTES as QUOTE_EVENTS
 from tests.fixtures.exchange_frames import SYMBOLS, TRADE_GAPS, WRITERS, scenario
 from tests.fixtures.exchange_frames import TRADES as TRADE_EVENTS
 from tests.fixtures.flow import kafka_settings, read_landed
-from tests.fixtures.ws_replay import ReplayServer, until
+from tests.fixtures.ws_replay import ReplayServer, Session, until
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -92,3 +96,43 @@ def test_a_feed_lands_in_iceberg_as_its_frames_said(name, tmp_path, kafka_bootst
     assert sum(landed.duplicates.values()) == len(script.resent_trades)  # re-sent trades never land twice
     assert landed.tables[DEAD_LETTERS]["raw"].to_pylist() == [script.malformed_frame.encode()]
     assert all(report.balanced for report in reconcile(settings))
+
+
+def test_k2_feed_runs_as_a_command_until_sigterm_then_exits_0(kafka_bootstrap, kafka_topic):
+    """`k2 feed` as a process (topics, metrics off, status lines as JSON logs): it publishes what a replayed
+    Coinbase session sends, reports it on its status line, and a SIGTERM ends it cleanly."""
+    writer = WRITERS["coinbase"]
+    trades = [e for e in TRADE_EVENTS if e.symbol == "BTC-USD"]
+    topics = {"K2_TRADES_TOPIC": kafka_topic(1, prefix="cli-trades"), "K2_QUOTES_TOPIC": kafka_topic(1, prefix="q")}
+    env = {
+        **os.environ,
+        **topics,
+        "K2_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "K2_METRICS_PORT": "0",
+        "K2_LOG_FORMAT": "json",
+    }
+
+    async def play() -> tuple[int, list[dict]]:
+        session = Session(1, writer.acks(), [writer.heartbeat(), *map(writer.trade, trades)], "hold")
+        async with ReplayServer([session]) as server:
+            command = [sys.executable, "-m", "k2.ops.cli", "feed", "coinbase", "--symbols", "BTC-USD",
+                       "--trades", "--url", server.url, "--status-seconds", "0.2"]  # fmt: skip
+            process = await asyncio.create_subprocess_exec(*command, env=env, stderr=asyncio.subprocess.PIPE)
+            lines: list[dict] = []
+            try:
+                while f"delivered {len(trades)} " not in (lines[-1]["message"] if lines else ""):
+                    line = await asyncio.wait_for(process.stderr.readline(), 60)
+                    assert line, "k2 feed ended early"
+                    if line.startswith(b"{"):
+                        lines.append(json.loads(line))
+                process.send_signal(signal.SIGTERM)
+                return await asyncio.wait_for(process.wait(), 60), lines
+            finally:
+                if process.returncode is None:
+                    process.kill()
+
+    code, lines = asyncio.run(play())
+    assert code == 0
+    assert any(line["message"].startswith("connected to ws://127.0.0.1:") for line in lines)
+    status = lines[-1]["message"]
+    assert status.startswith("COINBASE connected | frames ") and "heartbeats 1 " in status
