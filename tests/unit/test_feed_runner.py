@@ -16,6 +16,7 @@ from k2.feeds.normalise import parse_symbols
 from k2.feeds.publisher import KafkaPublisher
 from k2.feeds.runner import FeedOptions, FeedRunner, running
 from tests.fixtures.exchange_frames import FIRST, SECOND, SYMBOLS, WRITERS, Quote, Trade, scenario
+from tests.fixtures.net import free_port
 from tests.fixtures.ws_replay import RecordingProducer, ReplayServer, Session, until
 
 TOPICS = {"trade": "feed.trades", "quote": "feed.quotes"}
@@ -122,3 +123,32 @@ def test_while_kafka_confirms_nothing_the_feed_stops_reading_then_resumes_withou
     (buffered, read, status), producer = asyncio.run(play())
     assert buffered == 8 and read == 8 and " holding " in status  # read no further than the bound
     assert [json.loads(v)["source_sequence"] for _, _, v in producer.produced] == [e.trade_id for e in trades]
+
+
+def test_a_refused_connection_is_retried_with_backoff():
+    from k2.ops.metrics import FEED_CONNECTIONS
+
+    failed = FEED_CONNECTIONS.labels("KRAKEN", "failed")
+    before = failed._value.get()
+
+    async def play():
+        runner, _ = feed("kraken", f"ws://127.0.0.1:{free_port()}/ws")  # nobody listens there
+        async with running(runner):
+            await until(lambda: failed._value.get() - before >= 3)
+        return runner
+
+    runner = asyncio.run(play())
+    assert runner.connections == 0 and runner.backoff.attempt >= 3
+
+
+def test_the_command_says_what_is_wrong_before_connecting(monkeypatch, capsys):
+    from k2.ops.cli import main
+
+    monkeypatch.delenv("K2_KAFKA_BOOTSTRAP", raising=False)
+    assert main(["feed", "kraken", "--symbols", "BTC-USD"]) == 2
+    assert "K2_KAFKA_BOOTSTRAP" in capsys.readouterr().err
+    monkeypatch.setenv("K2_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    assert main(["feed", "kraken", "--symbols", "BTCUSD"]) == 2
+    assert "give BASE-QUOTE" in capsys.readouterr().err
+    assert main(["feed", "kraken", "--symbols", "BTC-USD", "--max-buffered", "0"]) == 2
+    assert "--max-buffered must be positive" in capsys.readouterr().err
