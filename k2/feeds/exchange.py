@@ -42,6 +42,7 @@ class Exchange:
         self.instruments, self.trades, self.quotes = instruments, trades, quotes
         self._by_native = {self.native(i): i for i in instruments}
         self._request_ids = itertools.count(1)
+        self._skip: dict[tuple[str, ...], frozenset[str]] = {}  # `used` as a set, made once per field list
 
     def native(self, instrument: Instrument) -> str:
         """The exchange's name for an instrument."""
@@ -98,7 +99,10 @@ class Exchange:
     def _common(self, frame: dict[str, Any], received_us: int, timestamp: int | None, used: tuple[str, ...]) -> dict:
         native = field_of(frame, used[0])
         instrument = self.instrument(native)
-        vendor = vendor_data(frame, used, native)
+        skip = self._skip.get(used)
+        if skip is None:
+            skip = self._skip[used] = frozenset(used)
+        vendor = vendor_data(frame, skip, native)
         if timestamp is None:
             timestamp, vendor["timestamp_source"] = received_us, "received"
         return {

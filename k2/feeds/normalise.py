@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,11 +94,16 @@ def micros_from_iso(value: Any, name: str) -> int:
     return (parsed - _EPOCH) // _MICROSECOND
 
 
+# These run for every field of every frame: exact type checks (`type(v) is str`), cheaper than isinstance, and
+# right here since JSON gives only str, int, bool, None, list and dict (a bool is no int by `type`).
+
+
 def text(value: Any, name: str) -> str:
     """A decimal's exact text: a JSON string as sent, or a JSON number's literal (decoded by `decode_frame`)."""
-    if isinstance(value, str) and value:
+    kind = type(value)
+    if kind is str and value:
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
+    if kind is int:
         return str(value)
     raise FrameError(f"{name} is not a number: {value!r}")
 
@@ -109,7 +113,7 @@ def decimal_text(frame: dict[str, Any], name: str) -> str:
 
 
 def integer(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         raise FrameError(f"{name} is not an integer: {value!r}")
     return value
 
@@ -121,18 +125,20 @@ def field_of(frame: dict[str, Any], name: str) -> Any:
         raise FrameError(f"no {name!r} in the frame") from None
 
 
-def vendor_data(frame: dict[str, Any], used: Iterable[str], native_symbol: str) -> dict[str, str]:
-    """The frame's other fields as text (K2 has no column for them); nested values as compact JSON."""
-    skip = set(used)
+def vendor_data(frame: dict[str, Any], used: frozenset[str], native_symbol: str) -> dict[str, str]:
+    """The frame's fields not in `used` as text (K2 has no column for them); nested values as compact JSON."""
     out = {"native_symbol": native_symbol}
     for key, value in frame.items():
-        if key in skip or value is None:
+        if key in used:
             continue
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        elif isinstance(value, str | int):
+        kind = type(value)
+        if kind is str:
+            out[key] = value
+        elif kind is int:
             out[key] = str(value)
-        else:
+        elif kind is bool:
+            out[key] = "true" if value else "false"
+        elif value is not None:
             out[key] = _encode(value).decode()
     return out
 

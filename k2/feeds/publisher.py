@@ -24,6 +24,7 @@ from k2.ops.metrics import FEED_BUFFERED, FEED_HOLD_SECONDS, FEED_MESSAGES
 
 log = logging.getLogger(__name__)
 _POLL_PAUSE = 0.005  # seconds between producer polls while holding or draining
+_POLL_EVERY = 1_000  # messages produced between polls while publishing
 
 
 def feed_producer(bootstrap: str, max_buffered: int) -> Producer:
@@ -46,6 +47,7 @@ class KafkaPublisher:
         self.failed: Counter[str] = Counter()
         self.hold_seconds = 0.0
         self._reported: dict[tuple[str, str], int] = {}
+        self._since_poll = 0
 
     @property
     def full(self) -> bool:
@@ -61,7 +63,10 @@ class KafkaPublisher:
                 except BufferError:  # librdkafka's own queue is full: serve deliveries, never drop
                     self.producer.poll(_POLL_PAUSE)
             self.buffered += 1
-        self.producer.poll(0)
+        self._since_poll += len(messages)
+        if self._since_poll >= _POLL_EVERY:  # serve confirmations now and then (and when quiet: serve_deliveries)
+            self.producer.poll(0)
+            self._since_poll = 0
 
     def _report(self, err: KafkaError | None, msg) -> None:
         self.buffered -= 1

@@ -140,8 +140,13 @@ class FeedRunner:
         keepers = [asyncio.create_task(self._watch_idle(socket))]
         if self.exchange.ping_seconds:
             keepers.append(asyncio.create_task(self._ping(socket, self.exchange.ping_seconds)))
+        receive = socket.recv
         try:
-            async for frame in socket:
+            while True:
+                try:
+                    frame = await receive(decode=False)  # bytes: msgspec reads them as they are
+                except websockets.exceptions.ConnectionClosedOK:
+                    return
                 self._last_frame = time.monotonic()
                 messages = self._handle(frame)
                 if messages:
