@@ -62,7 +62,11 @@ def feed_command(settings: Settings, args: argparse.Namespace) -> int:
         drain_seconds=settings.stop_timeout_seconds,
         status_seconds=args.status_seconds,
     )
-    asyncio.run(_run_until_signalled(FeedRunner(exchange, publisher, options)))
+    try:
+        asyncio.run(_run_until_signalled(FeedRunner(exchange, publisher, options)))
+    except asyncio.CancelledError:  # a second signal while waiting for the broker's confirmations
+        print(f"k2: stopped with {publisher.buffered:,} messages unconfirmed", file=sys.stderr)
+        return 1
     return 0 if publisher.buffered == 0 else 1
 
 
