@@ -186,3 +186,13 @@ def test_a_rejected_wire_message_would_be_a_dead_letter_not_a_crash():
     row = Binance(INSTRUMENTS).parse(WRITERS["binance"].trade(event), RECEIVED).trades[0]
     outcome = decode(to_message("trade", row).value, "trade", RULES)
     assert isinstance(outcome, Rejection) and outcome.reason == "bad_decimal:price"
+
+
+def test_binance_combined_stream_frames_are_unwrapped_and_shutdown_notices_are_control():
+    event = Trade("BTC-USD", 12345, "0.001", "100", "SELL", START_US)
+    wrapped = f'{{"stream": "btcusd@trade", "data": {WRITERS["binance"].trade(event)}}}'
+    parsed = Binance(INSTRUMENTS).parse(wrapped, RECEIVED)
+    assert parsed.outcome == "data" and parsed.trades[0].source_sequence == 12345
+    assert parsed.trades[0].side == "SELL"  # the buyer was the maker
+    notice = Binance(INSTRUMENTS).parse('{"e": "serverShutdown", "E": 1700000000000}', RECEIVED)
+    assert notice.outcome == "control"
