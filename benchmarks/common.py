@@ -7,6 +7,7 @@ Helpers that need k2 or a broker live in benchmarks/kafka_flow.py; the report's 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -55,6 +56,29 @@ def recorded() -> dict[str, Any]:
 def machine() -> dict[str, Any]:
     """The machine as the throughput benchmarks record it beside `recorded`."""
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}
+
+
+def parse_run(parser: argparse.ArgumentParser, size: str, full: int, quick: int, name: str) -> tuple[Any, Path]:
+    """The options every throughput benchmark takes (`--<size>`, `--rounds`, `--quick`, `--out`), parsed; and where
+    its report goes (benchmarks/reports/<name>.json at full size, a temp file with --quick)."""
+    parser.add_argument(f"--{size}", type=int, default=full)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help=f"{quick:,} {size}, one round, report to a temp file")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        setattr(args, size, quick)
+        args.rounds = 1
+    quick_out = Path(tempfile.gettempdir()) / f"k2-{name}-quick.json"
+    return args, args.out or (quick_out if args.quick else REPORTS / f"{name}.json")
+
+
+def write_report(name: str, figures: dict[str, Any], path: Path, quick: bool) -> None:
+    """A throughput benchmark's report: its figures between `recorded` and the machine and command, saved and shown."""
+    command = f"uv run python benchmarks/{name}.py" + (" --quick" if quick else "")
+    report = {"benchmark": name, "recorded": recorded(), **figures, "machine": machine(), "command": command}
+    save_report(report, path)
+    print(json.dumps(report, indent=2))
 
 
 def save_report(report: dict[str, Any], path: Path) -> None:

@@ -80,34 +80,51 @@ def kafka_ingest(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Fig
     return size, figures, targets
 
 
+def _against_raw_produce(
+    stem: str, file: str, d: dict[str, Any], what: tuple[str, str, str, str], raw: str, rounds: str | None = None
+) -> Figure:
+    """A rate beside raw produce of the same messages in the same run; `what` is (name, title, key of the value, its
+    label), `rounds` the value's list in `all_rounds`, whose per-round ratios give the spread."""
+    name, title, key, label = what
+    found = None
+    if rounds:
+        values, raws = (d.get("all_rounds", {}).get(k, []) for k in (rounds, "raw_produce"))
+        found = spread([v / r for v, r in zip(values, raws, strict=True)])
+    unit = raw.removeprefix("raw_produce_").removesuffix("_per_s") + "/s"
+    return Figure(f"{stem}.{name}", file, title, unit, d[key], label, d[raw], "raw produce", spread=found)
+
+
+def _beside_raw_produce(stem: str, file: str, d: dict[str, Any], size: str, raw: str, *figures: tuple):
+    """A reader's answer for figures that each stand beside raw produce: `figures` are `_against_raw_produce`'s
+    `what` tuples, each with the name of its per-round list (or None) last."""
+    return size, [_against_raw_produce(stem, file, d, what[:4], raw, what[4]) for what in figures], []
+
+
 def replay(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
-    size = f"{d['rows']:,} rows, {d['rounds']} rounds (best of each)"
-    rounds = d.get("all_rounds", {})
-    per_round = [r / p for r, p in zip(rounds.get("replay", []), rounds.get("raw_produce", []), strict=True)]
-    figures = [
-        Figure(
-            f"{stem}.replay_vs_raw_produce",
-            file,
-            "Replay to a topic vs raw produce of the same messages",
-            "rows/s",
-            d["replay_rows_per_s"],
-            "replay",
-            d["raw_produce_rows_per_s"],
-            "raw produce",
-            spread=spread(per_round),
-        ),
-        Figure(
-            f"{stem}.read_encode_vs_raw_produce",
-            file,
-            "Replay read + encode only (no Kafka) vs raw produce",
-            "rows/s",
-            d["read_encode_rows_per_s"],
-            "read + encode",
-            d["raw_produce_rows_per_s"],
-            "raw produce",
-        ),
-    ]
-    return size, figures, []
+    return _beside_raw_produce(
+        stem,
+        file,
+        d,
+        f"{d['rows']:,} rows, {d['rounds']} rounds (best of each)",
+        "raw_produce_rows_per_s",
+        ("replay_vs_raw_produce", "Replay to a topic vs raw produce of the same messages", "replay_rows_per_s",
+         "replay", "replay"),
+        ("read_encode_vs_raw_produce", "Replay read + encode only (no Kafka) vs raw produce", "read_encode_rows_per_s",
+         "read + encode", None),
+    )  # fmt: skip
+
+
+def feeds(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """benchmarks/feeds.py: one feed process normalising and publishing a replay server's frames, beside raw produce
+    of the same messages (one message per frame there, so frames/s and messages/s compare)."""
+    size = f"{d['frames']:,} {d['exchange']} frames, {d['rounds']} rounds (best of each)"
+    feed = "Exchange feed (websocket, normalise, confirmed produce) vs raw produce"
+    alone = "Feed normalise + encode only (no socket, no Kafka) vs raw produce"
+    return _beside_raw_produce(
+        stem, file, d, size, "raw_produce_messages_per_s",
+        ("feed_vs_raw_produce", feed, "feed_frames_per_s", "feed", "feed"),
+        ("normalise_vs_raw_produce", alone, "normalise_frames_per_s", "normalise", None),
+    )  # fmt: skip
 
 
 def commit_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
@@ -308,4 +325,5 @@ READERS: dict[str, Reader] = {
     "commit_latency": commit_latency,
     "decoders": decoders,
     "first_commit": first_commit,
+    "feeds": feeds,
 }

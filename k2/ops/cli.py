@@ -1,4 +1,4 @@
-"""The `k2` command line: `summary`, `produce`, `load`, `reconcile`, `replay`, `maintain`, `backup`, `restore`.
+"""The `k2` command line: `summary`, `produce`, `load`, `feed`, `reconcile`, `replay`, `maintain`, `backup`, `restore`.
 
 The flow itself runs with Bytewax's runner: `python -m bytewax.run flows.ingest` (the domain never imports flows/).
 """
@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from k2.feeds import command as feed
 from k2.ops.config import ConfigError, Settings, load_settings
 from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TABLE_NAMES, TRADES, open_catalog, read_table
 from k2.storage.seams import DUPLICATES_PROPERTY, committed_offsets, summed_property
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--kind", choices=["trade", "quote"], default="trade", help="what --file holds")
     load.add_argument("--to", choices=["kafka", "files"], help="default: files with --out, else Kafka")
     load.add_argument("--out", metavar="DIR", help="write trades.ndjson / quotes.ndjson here (for K2_SOURCE=file)")
+    feed.add_parser(commands)
     commands.add_parser("reconcile", help="per partition: committed offset, watermarks, and the accounting")
     rep = commands.add_parser("replay", help="replay trades/quotes from Iceberg in event order into Kafka topics")
     rep.add_argument("--start", help="inclusive: ISO-8601 (no offset = UTC) or µs")
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         return produce(settings, args)
     elif args.command == "load":
         return load_command(settings, args)
+    elif args.command == "feed":
+        return feed.feed_command(settings, args)
     elif args.command == "reconcile":
         return reconcile_command(settings)
     elif args.command == "replay":

@@ -71,6 +71,28 @@ BATCH_MESSAGES = Histogram(
     buckets=(1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000),
 )
 
+# Exchange feeds (k2/feeds, `k2 feed`): what arrived on the socket, what reached Kafka, and the connection.
+FEED_FRAMES = Counter(
+    "k2_feed_frames",
+    "Websocket frames received, by outcome (data | heartbeat | control | error | malformed | unknown)",
+    ["exchange", "outcome"],
+)
+FEED_MESSAGES = Counter(
+    "k2_feed_messages",
+    "Normalised messages, by outcome (delivered | failed | resent: a re-sent quote not published again)",
+    ["exchange", "kind", "outcome"],
+)
+FEED_CONNECTIONS = Counter(
+    "k2_feed_connections", "Connection attempts, by outcome (connected | failed | dropped)", ["exchange", "outcome"]
+)
+FEED_CONNECTED = Gauge("k2_feed_connected", "1 while the feed's websocket is open and subscribed", ["exchange"])
+FEED_BUFFERED = Gauge(
+    "k2_feed_buffered_messages", "Messages handed to the producer and not yet confirmed by the broker", ["exchange"]
+)
+FEED_HOLD_SECONDS = Counter(
+    "k2_feed_hold_seconds", "Time the feed stopped reading its socket because the Kafka buffer was full", ["exchange"]
+)
+
 
 def record_batch(batch: IngestBatch) -> None:
     """Count one batch's outcome once it has been validated, sequence-checked and deduplicated.

@@ -25,7 +25,7 @@ def run(promtool: str, *args: str) -> str:
 
 
 def test_the_rules_and_the_prometheus_config_are_valid(promtool):
-    assert "SUCCESS: 9 rules found" in run(promtool, "check", "rules", "alerts.yml")
+    assert "SUCCESS: 10 rules found" in run(promtool, "check", "rules", "alerts.yml")
     assert "SUCCESS" in run(promtool, "check", "config", "prometheus.yml")
 
 
