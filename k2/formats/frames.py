@@ -29,7 +29,14 @@ def is_framed(value: bytes) -> bool:
 
 
 def any_framed(values: list[bytes]) -> bool:
-    return any(value[:1] == b"\x00" for value in values)
+    """Whether a batch holds a framed message. Zero is the least first byte, so the batch's least value (found in
+    one pass in C, cheaper on the JSON path than a test per message) starts with it if any does."""
+    if not values:
+        return False
+    least = min(values)
+    if least:
+        return least[0] == 0
+    return any(value[:1] == b"\x00" for value in values)  # an empty message is the least: look at each
 
 
 class SchemaProblem(Exception):

@@ -107,21 +107,47 @@ class ProtobufReader:
         return finish(_fields(message))
 
 
+# How each field of a message type is read, worked out once per type (descriptor look-ups cost more than reads)
+_MAP, _REPEATED, _PRESENT, _TEXT, _PLAIN = range(5)
+_PLANS: dict[Descriptor, list[tuple[str, int, FieldDescriptor]]] = {}  # by descriptor: each schema has its own
+
+
+def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
+    found = _PLANS.get(desc)
+    if found is None:
+        found = []
+        for field in desc.fields:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                mode = _MAP
+            elif field.is_repeated:
+                mode = _REPEATED
+            elif field.message_type is not None or field.has_presence:
+                mode = _PRESENT
+            elif field.type == FieldDescriptor.TYPE_STRING:
+                mode = _TEXT
+            else:
+                mode = _PLAIN
+            found.append((field.name, mode, field))
+        _PLANS[desc] = found
+    return found
+
+
 def _fields(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for field in message.DESCRIPTOR.fields:
-        name = field.name
+    for name, mode, field in _plan(message.DESCRIPTOR):
         value = getattr(message, name)
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            if value:
-                out[name] = {k: _scalar(field.message_type.fields_by_name["value"], v) for k, v in value.items()}
-        elif field.is_repeated:
-            out[name] = [_single(field, v) for v in value]
-        elif field.message_type is not None or field.has_presence:
+        if mode == _TEXT:
+            if value != "":  # proto3 cannot tell an unset text from an empty one: absent
+                out[name] = value
+        elif mode == _PRESENT:
             if message.HasField(name):
                 out[name] = _single(field, value)
-        elif not (field.type == FieldDescriptor.TYPE_STRING and value == ""):
+        elif mode == _PLAIN:
             out[name] = _scalar(field, value)
+        elif mode == _REPEATED:
+            out[name] = [_single(field, v) for v in value]
+        elif value:
+            out[name] = {k: _scalar(field.message_type.fields_by_name["value"], v) for k, v in value.items()}
     return out
 
 

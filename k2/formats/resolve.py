@@ -126,6 +126,14 @@ class RegistrySchemas(CachedSource):
         return schema
 
 
+def save_answer(directory: str | Path, schema_id: int, schema_type: str | None, text: str) -> Path:
+    """Keep a registry's answer for one id in a local schema directory (`<id>.json`), for the offline mode."""
+    path = Path(directory) / f"{schema_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": text, "schemaType": schema_type or "AVRO"}))
+    return path
+
+
 def schema_source(registry_url: str, schema_dir: str, breaker: CircuitBreaker | None = None) -> SchemaSource | None:
     """The configured source: the local directory first, then the registry; None when neither is set."""
     registry = RegistrySchemas(registry_url, breaker) if registry_url else None

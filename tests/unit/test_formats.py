@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from k2.formats import shipped
+from k2.formats.frames import any_framed
 from k2.formats.resolve import RegistrySchemas
 from k2.ingest.pipeline import Pipeline
 from k2.model.batch import RawBatch
@@ -255,6 +256,11 @@ def test_a_registry_that_does_not_answer_is_waited_for_never_a_dead_letter():
     with pytest.raises(BreakerGaveUp):
         pipeline.validate(RawBatch("market.trades", 0, [0], frames("avro", [trade()])))
     assert waited.total_failures >= 2 and pipeline.framed.schemas.fetches == 0
+
+
+@given(st.lists(st.binary(max_size=6)))
+def test_a_batch_holds_a_framed_message_when_any_starts_with_zero(values):
+    assert any_framed(values) == any(v[:1] == b"\x00" for v in values)
 
 
 def test_shipped_schemas_carry_the_json_wire_fields():
