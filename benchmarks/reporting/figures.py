@@ -175,6 +175,18 @@ def decoders(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure]
     return size, figures, []
 
 
+def formats_flow(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """benchmarks/formats_flow.py: the flow's msgs/s on Avro and Protobuf against the same trades in JSON."""
+    size = f"{d['messages']:,} valid trades per format, the flow process to the end of its topics, start-up included"
+    rates = d["flow_msgs_per_s"]
+    figures = [
+        Figure(f"{stem}.{fmt}", file, f"Flow msgs/s: {fmt} vs JSON", "msg/s", rate, fmt, rates["json"], "json")
+        for fmt, rate in rates.items()
+        if fmt != "json"
+    ]
+    return size, figures, []
+
+
 def first_commit(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
     """benchmarks/first_commit.py: a restarted flow's process start -> first read / first commit (a `commit` or a
     `recovery` span) against the same run's import of flows.ingest, and whether its committed position moved."""
@@ -307,5 +319,6 @@ READERS: dict[str, Reader] = {
     "queryable_latency": queryable_latency,
     "commit_latency": commit_latency,
     "decoders": decoders,
+    "formats_flow": formats_flow,
     "first_commit": first_commit,
 }
