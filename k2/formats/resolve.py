@@ -24,7 +24,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from k2.formats.avro import AvroReader
 from k2.formats.frames import SchemaProblem
 from k2.formats.protobuf import ProtobufReader, files_from_set, files_from_text
-from k2.ops.breaker import CircuitBreaker
+from k2.ops.breaker import BreakerState, CircuitBreaker
+from k2.ops.metrics import BREAKER_STATE
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class RegistrySchemas(CachedSource):
         self.url = url
         # The client's own retries off: the breaker retries, with its backoff, state metric and stop.
         self.client = SchemaRegistryClient({"url": url, "timeout": timeout, "max.retries": 0})
-        self.breaker = breaker or CircuitBreaker("schema_registry", max_backoff=5.0)
+        self.breaker = breaker or CircuitBreaker("schema_registry", max_backoff=5.0, on_state=_export_state)
         self.fetches = 0  # answers received from the registry (tests read it)
 
     def _load(self, schema_id: int) -> Reader:
@@ -124,6 +125,10 @@ class RegistrySchemas(CachedSource):
             schema = None
         self.fetches += 1
         return schema
+
+
+def _export_state(name: str, state: BreakerState) -> None:
+    BREAKER_STATE.labels(name).set(int(state))
 
 
 def save_answer(directory: str | Path, schema_id: int, schema_type: str | None, text: str) -> Path:
