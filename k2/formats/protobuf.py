@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import (
@@ -107,65 +108,68 @@ class ProtobufReader:
         return finish(_fields(message))
 
 
-# How each field of a message type is read, worked out once per type (descriptor look-ups cost more than reads)
+# How each field of a message type is read, worked out once per type: descriptor look-ups cost more than reads.
+# A plan entry: (field name, mode, converter of a single value or None for as-is).
 _MAP, _REPEATED, _PRESENT, _TEXT, _PLAIN = range(5)
-_PLANS: dict[Descriptor, list[tuple[str, int, FieldDescriptor]]] = {}  # by descriptor: each schema has its own
+Convert = Callable[[Any], Any] | None
+_PLANS: dict[Descriptor, list[tuple[str, int, Convert]]] = {}  # by descriptor: each schema has its own
 
 
-def _plan(desc: Descriptor) -> list[tuple[str, int, FieldDescriptor]]:
+def _plan(desc: Descriptor) -> list[tuple[str, int, Convert]]:
     found = _PLANS.get(desc)
     if found is None:
         found = []
         for field in desc.fields:
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                mode = _MAP
-            elif field.is_repeated:
+            message_type = field.message_type
+            if message_type is not None and message_type.GetOptions().map_entry:
+                found.append((field.name, _MAP, _converter(message_type.fields_by_name["value"])))
+                continue
+            if field.is_repeated:
                 mode = _REPEATED
-            elif field.message_type is not None or field.has_presence:
+            elif message_type is not None or field.has_presence:
                 mode = _PRESENT
             elif field.type == FieldDescriptor.TYPE_STRING:
                 mode = _TEXT
             else:
                 mode = _PLAIN
-            found.append((field.name, mode, field))
+            found.append((field.name, mode, _converter(field)))
         _PLANS[desc] = found
     return found
 
 
+def _converter(field: FieldDescriptor) -> Convert:
+    """How one value of `field` becomes K2's: Timestamps -> µs, units+nanos -> decimal text, a lone `value` (the
+    wrappers, `google.type.Decimal`) -> that value, enums -> their names, other messages -> dicts."""
+    if field.enum_type is not None:
+        names = {number: value.name for number, value in field.enum_type.values_by_number.items()}
+        return lambda number: names.get(number, number)
+    message_type = field.message_type
+    if message_type is None:
+        return None
+    names = message_type.fields_by_name
+    if message_type.full_name == _TIMESTAMP:
+        return lambda value: seconds_nanos_to_us(value.seconds, value.nanos)
+    if "units" in names and "nanos" in names:
+        return lambda value: units_nanos(value.units, value.nanos)
+    if "value" in names and len(names) == 1:
+        return lambda value: value.value
+    return _fields
+
+
 def _fields(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, mode, field in _plan(message.DESCRIPTOR):
+    for name, mode, convert in _plan(message.DESCRIPTOR):
         value = getattr(message, name)
         if mode == _TEXT:
             if value != "":  # proto3 cannot tell an unset text from an empty one: absent
                 out[name] = value
         elif mode == _PRESENT:
             if message.HasField(name):
-                out[name] = _single(field, value)
+                out[name] = value if convert is None else convert(value)
         elif mode == _PLAIN:
-            out[name] = _scalar(field, value)
+            out[name] = value if convert is None else convert(value)
         elif mode == _REPEATED:
-            out[name] = [_single(field, v) for v in value]
+            out[name] = list(value) if convert is None else [convert(v) for v in value]
         elif value:
-            out[name] = {k: _scalar(field.message_type.fields_by_name["value"], v) for k, v in value.items()}
+            out[name] = dict(value) if convert is None else {k: convert(v) for k, v in value.items()}
     return out
-
-
-def _single(field: FieldDescriptor, value: Any) -> Any:
-    if field.message_type is None:
-        return _scalar(field, value)
-    names = field.message_type.fields_by_name
-    if field.message_type.full_name == _TIMESTAMP:
-        return seconds_nanos_to_us(value.seconds, value.nanos)
-    if "units" in names and "nanos" in names:
-        return units_nanos(value.units, value.nanos)
-    if "value" in names and len(names) == 1:
-        return value.value
-    return _fields(value)
-
-
-def _scalar(field: FieldDescriptor, value: Any) -> Any:
-    if field.enum_type is not None:
-        found = field.enum_type.values_by_number.get(value)
-        return found.name if found is not None else value
-    return value
