@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from k2.formats import shipped
 from k2.model.schemas import Kind
@@ -23,27 +24,33 @@ def topics(settings: Settings) -> dict[Kind, str]:
     return {"trade": settings.trades_topic, "quote": settings.quotes_topic}
 
 
-def register_command(settings: Settings) -> int:
-    """Register K2's v2 Avro and Protobuf schemas under the trades/quotes topics' subjects; print their ids."""
+def register_command(settings: Settings, fmt: shipped.Format) -> int:
+    """Register K2's v2 schemas in `fmt` under the trades/quotes topics' subjects; print their ids."""
     client = registry_client(settings)
     if client is None:
         return 2
-    for name, schema_id in shipped.register(client, topics(settings)).items():
-        print(f"{schema_id:>6}  {name}")
+    for name, schema_id in shipped.register(client, topics(settings), fmt).items():
+        print(f"{schema_id:>6}  {name} {fmt}")
     return 0
 
 
 def encoder(settings: Settings, fmt: shipped.Format) -> Callable[[str, bytes], bytes] | None:
-    """(topic, JSON wire bytes) -> the message in `fmt`, by the reference serializers; a line that is not a K2
+    """(topic, JSON wire bytes) -> the message in `fmt`, by the reference serializers with the schemas `k2 schemas
+    register` registered (the subject's latest version; nothing is registered here); a line that is not a K2
     message goes on as it is (the flow dead-letters it, as it would the JSON line)."""
     client = registry_client(settings)
     if client is None:
         return None
-    writers = {topic: shipped.serializer(fmt, kind, client, topic) for kind, topic in topics(settings).items()}
+    writers = {
+        topic: shipped.serializer(fmt, kind, client, topic, auto_register=False)
+        for kind, topic in topics(settings).items()
+    }
 
     def encode(topic: str, value: bytes) -> bytes:
         try:
             return writers[topic](value)
+        except SchemaRegistryError as exc:
+            raise SystemExit(f"k2: {exc} (register K2's schemas first: k2 schemas register --format {fmt})") from exc
         except Exception as exc:  # any line the serializer refuses is sent unchanged, and said
             print(f"k2: sent unchanged (not serializable as {fmt}: {exc}): {value[:80]!r}", file=sys.stderr)
             return value

@@ -3,8 +3,9 @@
 `trade.avsc`/`quote.avsc` are Avro; `trade.proto`/`quote.proto` are Protobuf, with the descriptor sets protoc made
 from them (`trade.desc`/`quote.desc`; `make proto-descriptors` remakes them after an edit), from which the message
 classes are built at run time through a descriptor pool (no generated Python). Subjects follow Confluent's topic
-name strategy (`<topic>-value`), which confluent-kafka's serializers use; registering Protobuf in the serialized
-form is what its `ProtobufSerializer` does itself, so both name the same schema id.
+name strategy (`<topic>-value`), which confluent-kafka's serializers use, so a subject holds one format (a registry
+checking compatibility refuses a Protobuf version after an Avro one); Protobuf is registered in the serialized form,
+as its `ProtobufSerializer` registers it itself, so both name the same schema id.
 """
 
 from __future__ import annotations
@@ -48,28 +49,30 @@ def subject(topic: str) -> str:
     return f"{topic}-value"
 
 
-def register(client: SchemaRegistryClient, topics: dict[Kind, str]) -> dict[str, int]:
-    """Register K2's Avro and Protobuf schemas under each topic's subject; the ids, by `<subject> <format>`."""
-    ids: dict[str, int] = {}
-    for kind, topic in topics.items():
-        proto = proto_class(kind).DESCRIPTOR.file
-        for fmt, schema in (
-            ("avro", Schema(avro_schema(kind), "AVRO")),
-            ("protobuf", Schema(_schema_to_str(proto), "PROTOBUF")),
-        ):
-            ids[f"{subject(topic)} {fmt}"] = client.register_schema(subject(topic), schema)
-    return ids
-
-
-def serializer(fmt: Format, kind: Kind, client: SchemaRegistryClient, topic: str) -> Callable[[bytes], bytes]:
-    """JSON wire bytes -> the same message in `fmt`, written by confluent-kafka's reference serializer with K2's
-    registered schema (auto-registering it when the subject has not got it)."""
-    context = SerializationContext(topic, MessageField.VALUE)
+def schema(fmt: Format, kind: Kind) -> Schema:
     if fmt == "avro":
-        avro = AvroSerializer(client, avro_schema(kind))
+        return Schema(avro_schema(kind), "AVRO")
+    return Schema(_schema_to_str(proto_class(kind).DESCRIPTOR.file), "PROTOBUF")
+
+
+def register(client: SchemaRegistryClient, topics: dict[Kind, str], fmt: Format) -> dict[str, int]:
+    """Register K2's schemas in `fmt` under each topic's subject; the ids, by subject."""
+    return {subject(topic): client.register_schema(subject(topic), schema(fmt, kind)) for kind, topic in topics.items()}
+
+
+def serializer(
+    fmt: Format, kind: Kind, client: SchemaRegistryClient, topic: str, *, auto_register: bool = True
+) -> Callable[[bytes], bytes]:
+    """JSON wire bytes -> the same message in `fmt`, written by confluent-kafka's reference serializer with K2's
+    schema: registered by the serializer when the subject has not got it, or (`auto_register=False`) the subject's
+    latest version (what `k2 schemas register` registered), so a subject without one fails instead."""
+    context = SerializationContext(topic, MessageField.VALUE)
+    conf = {"auto.register.schemas": auto_register, "use.latest.version": not auto_register}
+    if fmt == "avro":
+        avro = AvroSerializer(client, avro_schema(kind), conf=conf)
         return lambda value: avro(avro_fields(_wire.decode(value)), context)  # type: ignore[return-value]
     cls = proto_class(kind)
-    proto = ProtobufSerializer(cls, client, {"use.deprecated.format": False})
+    proto = ProtobufSerializer(cls, client, {"use.deprecated.format": False, **conf})
     return lambda value: proto(proto_message(cls, _wire.decode(value)), context)  # type: ignore[return-value]
 
 

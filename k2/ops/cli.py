@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     schemas = commands.add_parser("schemas", help="K2's Avro/Protobuf schemas in the schema registry")
     schemas.add_argument("action", choices=["register"], help="register them under the trades/quotes subjects")
+    schemas.add_argument(
+        "--format", choices=["avro", "protobuf"], default="avro", help="which of them (one per subject)"
+    )
     load = commands.add_parser("load", help="load ASX tick files or an NDJSON/CSV file: to Kafka or NDJSON files")
     files = load.add_mutually_exclusive_group(required=True)
     files.add_argument("--asx", metavar="DIR", help="ASX sample layout: trades/, quotes/, reference-data/")
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "schemas":
         from k2.formats.commands import register_command
 
-        return register_command(settings)
+        return register_command(settings, args.format)
     elif args.command == "load":
         return load_command(settings, args)
     elif args.command == "reconcile":
