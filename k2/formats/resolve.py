@@ -92,8 +92,12 @@ class LocalSchemas(CachedSource):
         if (path := base.with_suffix(".desc")).is_file():
             return ProtobufReader(files_from_set(path.read_bytes()))
         if (path := base.with_suffix(".json")).is_file():
-            answer = json.loads(path.read_text())
-            return reader_for(answer.get("schemaType"), answer["schema"])
+            try:
+                answer = json.loads(path.read_text())
+                schema_type, text = answer.get("schemaType"), answer["schema"]
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise SchemaProblem("unsupported_schema:file", f"{path} is not a registry answer: {exc!r}") from exc
+            return reader_for(schema_type, text)
         if self.fallback is not None:
             return self.fallback.reader(schema_id)
         raise unknown(schema_id, f"the schema directory {self.directory}")

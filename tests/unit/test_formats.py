@@ -247,6 +247,13 @@ def test_a_schema_k2_cannot_read_is_a_dead_letter_naming_it(tmp_path):
     assert reasons([frame], tmp_path) == ["unsupported_schema:json"]
 
 
+def test_a_local_schema_file_that_cannot_be_read_is_a_dead_letter_naming_it(tmp_path):
+    (tmp_path / "41.json").write_text("[1, 2")
+    (tmp_path / "42.avsc").write_text('{"type": "record", "name": "T", "fields": [{"name": "a", "type": "nope"}]}')
+    framed = [b"\x00" + n.to_bytes(4, "big") + b"\x02" for n in (41, 42)]
+    assert reasons(framed, tmp_path) == ["unsupported_schema:file", "unsupported_schema:avro"]
+
+
 def test_a_registry_that_does_not_answer_is_waited_for_never_a_dead_letter():
     # Nothing listens on port 9 (discard) on loopback here: every fetch is refused. The breaker waits; given a
     # bound it gives up with an error, and the batch is not validated at all: no row, no dead letter.
