@@ -265,6 +265,21 @@ def test_a_registry_that_does_not_answer_is_waited_for_never_a_dead_letter():
     assert waited.total_failures >= 2 and pipeline.framed.schemas.fetches == 0
 
 
+FUZZ_BASE = {fmt: frames(fmt, [trade()])[0] for fmt in shipped.FORMATS}
+
+
+@settings(max_examples=300, deadline=None)
+@given(fmt=st.sampled_from(shipped.FORMATS), cut=st.integers(0, 200), noise=st.binary(max_size=40))
+def test_damaged_frames_are_rows_or_dead_letters_never_errors(fmt, cut, noise):
+    base = FUZZ_BASE[fmt]
+    damaged = [base[:cut] + noise, base[: 5 + cut % 3] + noise, base + noise]
+    with tempfile.TemporaryDirectory() as directory:
+        export(CLIENT, [base], Path(directory))
+        batch = pipeline_for(Path(directory)).validate(RawBatch("market.trades", 0, [0, 1, 2], damaged))
+    assert len(batch.records) + len(batch.dead_letters) == 3
+    assert all(letter.raw in damaged and letter.reason for letter in batch.dead_letters)
+
+
 @given(st.lists(st.binary(max_size=6)))
 def test_a_batch_holds_a_framed_message_when_any_starts_with_zero(values):
     assert any_framed(values) == any(v[:1] == b"\x00" for v in values)
