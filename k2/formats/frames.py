@@ -5,9 +5,9 @@ message-index list (zig-zag varints; a single 0 for the first message). The fram
 `SchemaId`, the same code its deserializers use.
 
 Reasons (dead letters): `unknown_schema` (no schema has that id), `unsupported_schema:<what>` (a schema K2 cannot
-read, e.g. JSON Schema), `schema_mismatch:<detail>` (the payload does not decode with its schema: `frame`,
-`avro_decode`, `protobuf_decode`, `message_index`, `trailing_bytes`), and then validation's own reasons
-(`missing_field:<f>` when the writer's schema lacks a K2 field, `bad_decimal:<f>`, ...).
+read, e.g. JSON Schema, or a local schema file that is not one), `schema_mismatch:<detail>` (the payload does not
+decode with its schema: `frame`, `avro_decode`, `protobuf_decode`, `message_index`, `trailing_bytes`), and then
+validation's own reasons (`missing_field:<f>` when the writer's schema lacks a K2 field, `bad_decimal:<f>`, ...).
 """
 
 from __future__ import annotations
