@@ -5,7 +5,8 @@ REPORTS := reports
 export K2_DATA_DIR ?= $(CURDIR)/.k2
 
 .PHONY: help uv install demo ingest summary test test-unit test-rest bench bench-ci lint format \
-        system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean
+        system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean \
+        registry-fetch registry-up registry-down proto-descriptors
 
 help:
 	@echo "make demo   - install, start a local Kafka, publish the ASX samples (data/samples) and a synthetic burst, ingest, query"
@@ -43,7 +44,7 @@ ingest: install
 summary: install
 	$(RUN) k2 summary
 
-test: install kafka-fetch system-deps lint test-unit test-rest bench-ci
+test: install kafka-fetch registry-fetch system-deps lint test-unit test-rest bench-ci
 
 test-unit:
 	@mkdir -p $(REPORTS)
@@ -58,10 +59,10 @@ test-rest:
 	$(RUN) coverage xml -o $(REPORTS)/coverage.xml
 	$(RUN) coverage report --fail-under=75 --format=total
 
-bench: install kafka-fetch  # every benchmark at full size (minutes each), then benchmarks/report.md
+bench: install kafka-fetch registry-fetch  # every benchmark at full size (minutes each), then benchmarks/report.md
 	$(RUN) python benchmarks/suite.py
 
-bench-ci: kafka-fetch  # every benchmark at a tiny size and the report, into reports/bench-ci/: the pipeline runs
+bench-ci: kafka-fetch registry-fetch  # every benchmark at a tiny size and the report, into reports/bench-ci/: the pipeline runs
 	$(RUN) python benchmarks/suite.py --ci --out $(REPORTS)/bench-ci
 
 .PHONY: soak
@@ -97,5 +98,20 @@ kafka-status:
 kafka-down:
 	$(RUN) python -m scripts.local_kafka stop
 
-clean: kafka-down
+# A Confluent-compatible schema registry (Apicurio Registry, from Maven Central) on loopback: scripts/schema_registry.py
+registry-fetch: install
+	$(RUN) python -m scripts.schema_registry fetch
+
+registry-up: registry-fetch
+	$(RUN) python -m scripts.schema_registry start
+
+registry-down:
+	$(RUN) python -m scripts.schema_registry stop
+
+# K2's .proto schemas -> the descriptor sets shipped beside them (k2/formats/schemas); protoc from grpcio-tools
+proto-descriptors:
+	cd k2/formats/schemas && for kind in trade quote; do \
+		$(UV) tool run --from grpcio-tools python -m grpc_tools.protoc -I. --descriptor_set_out=$$kind.desc $$kind.proto; done
+
+clean: kafka-down registry-down
 	rm -rf .k2 $(REPORTS) .pytest_cache .ruff_cache .hypothesis

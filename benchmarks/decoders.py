@@ -9,7 +9,10 @@ same batches of valid synthetic trades (5,000 per batch, the flow's size), in on
 - `k2 validate_batch + to_arrow`: up to the Arrow table the sink buffers;
 - `msgspec decode only`: the floor of any per-message path;
 - `pyarrow.json`: Arrow's JSON reader, explicit schema, one thread (the flow has one core to spare at most);
-- `duckdb from_json`: DuckDB's JSON transform into the same columns, decimals as DECIMAL(18,8).
+- `duckdb from_json`: DuckDB's JSON transform into the same columns, decimals as DECIMAL(18,8);
+- `k2 avro` / `k2 protobuf`: the same trades in the Confluent wire format (written by confluent-kafka's reference
+  serializers with K2's shipped schemas), through the pipeline's validate (frame decode, then the JSON path) and
+  to_arrow, beside `k2 JSON` through the same pipeline; their Arrow tables are checked equal to JSON's.
 
 and checks what each reader does with inputs K2 must accept or reject exactly (a price given as a JSON number, a
 price with more than 8 decimals). Report: `benchmarks/reports/decoders.json`.
@@ -23,6 +26,7 @@ import argparse
 import io
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +37,14 @@ import duckdb
 import msgspec
 import pyarrow as pa
 import pyarrow.json as pj
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from benchmarks.common import REPORTS, recorded, save_report
+from k2.formats import shipped
+from k2.formats.resolve import save_answer
 from k2.ingest.columnar import to_arrow
 from k2.ingest.mapping import Mapper
+from k2.ingest.pipeline import Pipeline
 from k2.ingest.validate import Rejection, Rules, decode, validate_batch
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed
 from k2.model.batch import RawBatch
@@ -112,6 +120,36 @@ def per_message_us(batches: list[list[bytes]], work: Callable[[list[bytes]], obj
     return statistics.median(times)
 
 
+def framed_timings(batches: list[list[bytes]], rounds: int) -> dict[str, float]:
+    """µs per message through `Pipeline.validate` + `to_arrow` for the trades as JSON, Avro and Protobuf. The
+    writer's registry is confluent-kafka's in-memory one; the reader's schemas come from a local schema directory
+    (after the first message of a schema both read from the same per-id cache)."""
+    client = SchemaRegistryClient.new_client({"url": "mock://decoders"})
+    topic = "market.trades"
+    encoded = {"json": batches}
+    for fmt in shipped.FORMATS:
+        write = shipped.serializer(fmt, "trade", client, topic)
+        encoded[fmt] = [[write(value) for value in batch] for batch in batches]
+    timings = {}
+    with tempfile.TemporaryDirectory() as schemas:
+        for fmt in shipped.FORMATS:
+            schema_id = int.from_bytes(encoded[fmt][0][0][1:5], "big")
+            found = client.get_schema(schema_id)
+            save_answer(schemas, schema_id, found.schema_type, found.schema_str)
+        pipeline = Pipeline(load_settings({"K2_SCHEMA_DIR": schemas}))
+
+        def through(batch: list[bytes]):
+            return to_arrow(pipeline.validate(RawBatch(topic, 0, list(range(len(batch))), batch)))
+
+        expected = through(batches[0]).tables["trades"]
+        for fmt, formatted in encoded.items():
+            tables = through(formatted[0]).tables
+            assert set(tables) == {"trades"} and tables["trades"].equals(expected), f"{fmt} rows differ from JSON's"
+            name = f"k2 {fmt}: Pipeline.validate + to_arrow"
+            timings[name] = round(per_message_us(formatted, through, rounds), 3)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=200_000)
@@ -160,6 +198,8 @@ def main() -> None:
         ),
         3,
     )
+
+    timings.update(framed_timings(batches, args.rounds))
 
     exactness = {}
     for label, message in {

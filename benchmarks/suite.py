@@ -42,8 +42,9 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "decoders": ("decoders.py", [], ["--messages", "5000", "--rounds", "1"], "--out"),
     "first_commit": ("first_commit.py", [], ["--messages", "20000", "--restarts", "3"], "--out"),
     "feeds": ("feeds.py", [], ["--quick"], "--out"),
+    "formats_flow": ("formats_flow.py", [], ["--messages", "5000"], "--out"),
 }
-NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay", "first_commit", "feeds"}
+NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay", "first_commit", "feeds", "formats_flow"}
 
 
 def run(name: str, ci: bool, out_dir: Path, env: dict[str, str]) -> bool:

@@ -23,7 +23,7 @@ import pytest
 from k2.ops.config import Settings, load_settings
 from k2.storage.catalog import ensure_tables, open_catalog
 
-pytest_plugins = ["tests.fixtures.kafka"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.schema_registry"]
 
 SUITES = ("unit", "integration", "performance", "chaos", "soak", "operational")
 ASX_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "asx"  # a copy of ../shared's asx-sample

@@ -170,25 +170,55 @@ def commit_latency(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[F
 
 
 def decoders(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
-    """Each decode path's µs per message against K2's own path up to Arrow (validate_batch + to_arrow)."""
+    """Each decode path's µs per message against K2's own path up to Arrow (validate_batch + to_arrow); Avro and
+    Protobuf against JSON through the same pipeline path, when the run has it."""
     size = f"{d['messages']:,} valid trades, batches of {d['batch_size']:,}, median of {d['rounds']} rounds"
     timings = d["us_per_message"]
-    own = "k2 validate_batch + to_arrow"
+    own, same_path = "k2 validate_batch + to_arrow", "k2 json: Pipeline.validate + to_arrow"
+
+    def baseline(name: str) -> str:
+        framed = name.startswith(("k2 avro", "k2 protobuf"))
+        return same_path if framed and same_path in timings else own
+
     figures = [
         Figure(
             f"{stem}.{name.replace(' ', '_').replace('+', 'and')}",
             file,
-            f"Decode path: {name} vs {own}",
+            f"Decode path: {name} vs {baseline(name)}",
             "µs/msg",
             us,
             name,
-            timings[own],
-            own,
+            timings[baseline(name)],
+            baseline(name),
             lower_is_better=True,
         )
         for name, us in timings.items()
         if name != own
     ]
+    return size, figures, []
+
+
+def formats_flow(stem: str, file: str, d: dict[str, Any]) -> tuple[str, list[Figure], list[Target]]:
+    """benchmarks/formats_flow.py: the flow's msgs/s on Avro and Protobuf against the same trades in JSON, over the
+    whole run (start-up included) and from the first commit on."""
+    size = f"{d['messages']:,} valid trades per format, the flow process to the end of its topics"
+    figures = []
+    for key, when in (("flow_msgs_per_s", "start-up included"), ("flow_msgs_per_s_after_first_commit", "steady")):
+        rates = d[key]
+        figures += [
+            Figure(
+                f"{stem}.{fmt}.{key}",
+                file,
+                f"Flow msgs/s ({when}): {fmt} vs JSON",
+                "msg/s",
+                rate,
+                fmt,
+                rates["json"],
+                "json",
+            )
+            for fmt, rate in rates.items()
+            if fmt != "json"
+        ]
     return size, figures, []
 
 
@@ -324,6 +354,7 @@ READERS: dict[str, Reader] = {
     "queryable_latency": queryable_latency,
     "commit_latency": commit_latency,
     "decoders": decoders,
+    "formats_flow": formats_flow,
     "first_commit": first_commit,
     "feeds": feeds,
 }

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import msgspec
 
+from k2.formats.frames import any_framed
+from k2.formats.resolve import schema_source
+from k2.formats.route import FramedDecoder
 from k2.ingest.columnar import ArrowBatch, to_arrow
 from k2.ingest.dedupe import Deduper
 from k2.ingest.mapping import load_mappings
@@ -39,15 +42,22 @@ class Pipeline:
         self.settings = settings
         self.rules = Rules.from_settings(settings)
         self.mappers = load_mappings(settings.mapping) if settings.mapping else {}
+        self.framed = FramedDecoder(schema_source(settings.schema_registry_url, settings.schema_dir))
 
     def validate(self, raw: RawBatch) -> IngestBatch:
         """Wire messages -> exact rows and dead letters; the schema is the topic's (a topic of neither kind makes
-        every message a dead letter). A topic with a mapping (`K2_MAPPING`) is mapped to K2's fields first."""
+        every message a dead letter). Avro/Protobuf messages (Confluent-framed, `k2.formats`) are decoded to K2's
+        JSON form first; a topic with a mapping (`K2_MAPPING`) is mapped to K2's fields; then the exact JSON path."""
+        if any_framed(raw.values):
+            return self.framed.validate(raw, self.kind_of(raw.topic), self._validate_json)
+        return self._validate_json(raw, None)
+
+    def _validate_json(self, raw: RawBatch, originals: list[bytes] | None) -> IngestBatch:
         mapper = self.mappers.get(raw.topic)
         if mapper is None:
-            return validate_batch(raw, self.kind_of(raw.topic), self.rules)  # type: ignore[arg-type]
+            return validate_batch(raw, self.kind_of(raw.topic), self.rules, originals)  # type: ignore[arg-type]
         mapped = msgspec.structs.replace(raw, values=mapper.apply_all(raw.values))
-        return validate_batch(mapped, mapper.kind, self.rules, originals=raw.values)
+        return validate_batch(mapped, mapper.kind, self.rules, originals=originals or raw.values)
 
     def kind_of(self, topic: str) -> Kind | None:
         """What a topic carries: its mapping's kind when it has one, else `kind_for_topic`."""

@@ -1,4 +1,5 @@
-"""The `k2` command line: `summary`, `produce`, `load`, `feed`, `reconcile`, `replay`, `maintain`, `backup`, `restore`.
+"""The `k2` command line: `summary`, `produce`, `schemas register`, `load`, `feed`, `reconcile`, `replay`, `maintain`,
+`backup`, `restore`.
 
 The flow itself runs with Bytewax's runner: `python -m bytewax.run flows.ingest` (the domain never imports flows/).
 """
@@ -64,6 +65,12 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     topics = {"trade": settings.trades_topic, "quote": settings.quotes_topic}
     ensure_topics(settings.kafka_bootstrap, topics.values(), settings.kafka_partitions)
+    encode = None
+    if args.format != "json":
+        from k2.formats.commands import encoder
+
+        if (encode := encoder(settings, args.format)) is None:
+            return 2
     if args.file:
         topic = topics[args.kind]
 
@@ -81,7 +88,8 @@ def produce(settings: Settings, args: argparse.Namespace) -> int:
         messages = lambda: ((topics[kind], key, value) for kind, key, value in feed.messages())  # noqa: E731
         total = args.synthetic
     progress = Progress(total)
-    sent = publish(settings.kafka_bootstrap, messages(), progress=progress.update)
+    found = messages() if encode is None else ((t, key, encode(t, value)) for t, key, value in messages())
+    sent = publish(settings.kafka_bootstrap, found, progress=progress.update)
     progress.done(sent)
     return 0
 
@@ -270,6 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--file", help="one message per line")
     source.add_argument("--synthetic", type=int, metavar="N", help="N messages of the synthetic feed")
     pub.add_argument("--kind", choices=["trade", "quote"], default="trade", help="what the file holds")
+    pub.add_argument(
+        "--format",
+        choices=["json", "avro", "protobuf"],
+        default="json",
+        help="Avro/Protobuf: Confluent wire format with K2's schemas (K2_SCHEMA_REGISTRY_URL)",
+    )
+    schemas = commands.add_parser("schemas", help="K2's Avro/Protobuf schemas in the schema registry")
+    schemas.add_argument("action", choices=["register"], help="register them under the trades/quotes subjects")
+    schemas.add_argument(
+        "--format", choices=["avro", "protobuf"], default="avro", help="which of them (one per subject)"
+    )
     load = commands.add_parser("load", help="load ASX tick files or an NDJSON/CSV file: to Kafka or NDJSON files")
     files = load.add_mutually_exclusive_group(required=True)
     files.add_argument("--asx", metavar="DIR", help="ASX sample layout: trades/, quotes/, reference-data/")
@@ -313,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "produce":
         return produce(settings, args)
+    elif args.command == "schemas":
+        from k2.formats.commands import register_command
+
+        return register_command(settings, args.format)
     elif args.command == "load":
         return load_command(settings, args)
     elif args.command == "feed":

@@ -41,6 +41,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     input_file: str = ""  # one message per line, for source=file
     input_kind: Literal["trade", "quote"] = "trade"  # what the file's messages are
     mapping: str = ""  # a mapping file (YAML or JSON) for topics in another JSON shape (k2.ingest.mapping)
+    # Avro/Protobuf in the Confluent wire format (k2.formats): schemas by id from this registry, and/or offline from
+    # files named <id>.avsc / <id>.desc / <id>.json in this directory (looked at first)
+    schema_registry_url: str = ""
+    schema_dir: str = ""
     kafka_bootstrap: str = ""
     kafka_tail: bool = True  # false: stop at the end of each partition as seen at start (bounded runs, tests)
     kafka_partitions: int = 4  # for topics K2 creates
