@@ -174,3 +174,14 @@ def percentile(values: list[float], q: float, method: Method = "linear") -> floa
     position = (len(ordered) - 1) * q
     lo, hi = math.floor(position), math.ceil(position)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (position - lo)
+
+
+@contextlib.contextmanager
+def given_or_owned(variable: str, start: Callable[[], contextlib.AbstractContextManager[Any]], address: str):
+    """The service at `$variable` when it is set; else one started here, owned (it dies with this process, even a
+    killed one): yields its address (the started service's attribute `address`)."""
+    if os.environ.get(variable):
+        yield os.environ[variable]
+        return
+    with start() as running:
+        yield getattr(running, address)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from benchmarks.common import REPORTS, recorded, save_report
+from benchmarks.common import REPORTS, given_or_owned, recorded, save_report
 from benchmarks.decoders import valid_trades
 from benchmarks.kafka_flow import make_topics
 from benchmarks.kafka_ingest import broker, flow_run
@@ -35,13 +35,8 @@ REPORT = REPORTS / "formats_flow.json"
 FORMATS = ("json", *shipped.FORMATS)
 
 
-@contextlib.contextmanager
-def registry():
-    if os.environ.get("K2_SCHEMA_REGISTRY_URL"):
-        yield os.environ["K2_SCHEMA_REGISTRY_URL"]
-        return
-    with running_registry() as running:  # owned: it dies with this process, even a killed one
-        yield running.url
+def registry() -> contextlib.AbstractContextManager[str]:
+    return given_or_owned("K2_SCHEMA_REGISTRY_URL", running_registry, "url")
 
 
 def main() -> None:

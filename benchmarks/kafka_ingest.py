@@ -17,7 +17,6 @@ import contextlib
 import functools
 import itertools
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -30,7 +29,17 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
-from benchmarks.common import REPORTS, percentile, recorded, rss_bytes, save_report, scratch, timed, wait_until  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    REPORTS,
+    given_or_owned,
+    percentile,
+    recorded,
+    rss_bytes,
+    save_report,
+    scratch,
+    timed,
+    wait_until,
+)
 from benchmarks.kafka_flow import committed_at, flow_command, flow_env, make_topics, trade_seams  # noqa: E402
 from k2.flow.steps import tune_process  # noqa: E402
 from k2.ingest.validate import Rules, validate_batch  # noqa: E402
@@ -45,13 +54,8 @@ from scripts.local_kafka import start_broker  # noqa: E402
 REPORT = REPORTS / "kafka_ingest.json"
 
 
-@contextlib.contextmanager
-def broker():
-    if os.environ.get("K2_KAFKA_BOOTSTRAP"):
-        yield os.environ["K2_KAFKA_BOOTSTRAP"]
-        return
-    with start_broker() as running:  # owned: it dies with this process, even a killed one
-        yield running.bootstrap
+def broker() -> contextlib.AbstractContextManager[str]:
+    return given_or_owned("K2_KAFKA_BOOTSTRAP", start_broker, "bootstrap")
 
 
 def plain_consume_loop(bootstrap: str, topic: str, total: int) -> float:
