@@ -31,6 +31,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from k2.ingest.columnar import to_arrow
+from k2.ingest.pipeline import Pipeline
 from k2.ingest.validate import Rejection, Rules, decode, validate_batch
 from k2.model.batch import RawBatch, position_key
 from k2.model.schemas import Quote, Trade
@@ -316,7 +317,10 @@ def test_fuzzed_messages_through_the_real_flow_are_conserved(settings):
     rng = random.Random(SEED + 1)
     next_offset = Counter[str]()
     batches: list[RawBatch] = []
-    verdicts: dict[tuple[str, int, int], str] = {}  # source position -> validate_batch's reason
+    # source position -> the validation's reason: the pipeline's, which tells Confluent-framed messages (first byte
+    # 0, `k2.formats`) from JSON by their bytes, as the flow does
+    verdicts: dict[tuple[str, int, int], str] = {}
+    pipeline = Pipeline(settings)
     for i, (kind, generated) in enumerate(generated_batches(SEED + 1, FLOW_MESSAGES)):
         values = list(generated.values)
         values[::5] = [msgspec.json.encode(valid_message(rng, kind)) for _ in values[::5]]  # work for dedupe too
@@ -326,7 +330,7 @@ def test_fuzzed_messages_through_the_real_flow_are_conserved(settings):
         next_offset[key] += len(values)
         raw = RawBatch(topic, partition, list(range(first, first + len(values))), values)
         batches.append(raw)
-        dead = validate_batch(raw, kind, RULES).dead_letters  # type: ignore[arg-type]
+        dead = pipeline.validate(raw).dead_letters
         verdicts.update({(topic, partition, d.source_offset): d.reason for d in dead})
 
     landed = run_ingest(settings, batches)
