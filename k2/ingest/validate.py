@@ -142,6 +142,8 @@ def _native(values: list[bytes], kind: Kind, rules: Rules) -> tuple[pa.Table | N
     (None, every index) when it fails."""
     try:
         batch, slow = k2_native.validate(values, kind, rules.min_timestamp_us, rules.max_timestamp_us)
+        if batch.num_rows + len(slow) != len(values):
+            raise RuntimeError(f"{batch.num_rows} rows and {len(slow)} left over from {len(values)} messages")
         schema = DATA_SCHEMAS[TABLE_FOR_KIND[kind]]
         return pa.Table.from_arrays(batch.columns, schema=schema), slow
     except BaseException as exc:  # a Rust panic arrives as pyo3's PanicException, a BaseException

@@ -114,6 +114,8 @@ fn dec<'de, A: MapAccess<'de>>(map: &mut A, nullable: bool) -> Result<Dec, A::Er
     let text = raw.get().as_bytes();
     let exact = match text.first() {
         Some(b'n') if nullable => return Ok(Dec::Null),
+        // A string without escapes is its bytes between the quotes (the usual case: no second parse).
+        Some(b'"') if !text.contains(&b'\\') => decimal::parse(&text[1..text.len() - 1]),
         Some(b'"') => {
             let unescaped: Str<'de> = serde_json::from_str::<StrOwnedOrBorrowed>(raw.get())
                 .map_err(de::Error::custom)?

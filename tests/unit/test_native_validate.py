@@ -248,6 +248,16 @@ def test_non_json_bytes_are_left_to_the_exact_path():
     assert native(values, "trade")[1] == [2]
 
 
+@pytest.mark.parametrize("kind", ["trade", "quote"])
+def test_valid_batches_take_the_compiled_path(kind, caplog):
+    """Every optional field filled: the compiled path's batch fits the table's schema (no fallback, no log)."""
+    extra = {"vendor_data": {"venue": "X", "lot": "odd"}, "message_id": "m1", "ingestion_timestamp": T0 + 1}
+    message = trade(trade_conditions=["@", "F"], **extra) if kind == "trade" else quote(**extra)
+    batch = validate_batch(RawBatch("market.test", 0, [7], [msgspec.json.encode(message)]), kind, RULES)
+    assert len(batch.records) == 1 and not batch.dead_letters and batch.offsets == [7]
+    assert "compiled validation failed" not in caplog.text
+
+
 def test_a_failing_compiled_path_leaves_the_batch_to_the_exact_path(caplog):
     """A fault in the compiled path never stops the flow: the batch takes the exact path. Here the fault is real:
     a source handing over a `bytearray`, which the compiled path refuses and msgspec reads."""
