@@ -74,8 +74,10 @@ class RowTable(Sequence[Row]):
 
     def drop(self, positions: set[int]) -> RowTable:
         """Without the rows at `positions`, in the same order."""
-        keep = [i for i in range(len(self)) if i not in positions]
-        return self.take(pa.array(keep, pa.int64()))
+        keep = [True] * len(self)
+        for i in positions:
+            keep[i] = False
+        return RowTable(self.kind, self.table.filter(pa.array(keep, pa.bool_())))
 
     def with_ingestion_timestamps(self, source_timestamps: list[int]) -> RowTable:
         """Rows without an `ingestion_timestamp` take their source record's timestamp (µs), one per row."""

@@ -139,7 +139,7 @@ def _batch(
 
 def _native(values: list[bytes], kind: Kind, rules: Rules) -> tuple[pa.Table | None, list[int]]:
     """The compiled path's accepted rows (as a table of `DATA_SCHEMAS`) and the indices it leaves to the exact path;
-    (None, every index) when it fails."""
+    (None, every index) when it fails. Figures: benchmarks/report.md, "Design measurements: Compiled ingest path"."""
     try:
         batch, slow = k2_native.validate(values, kind, rules.min_timestamp_us, rules.max_timestamp_us)
         if batch.num_rows + len(slow) != len(values):
