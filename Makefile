@@ -86,6 +86,7 @@ soak: install kafka-fetch  # steady ingest + queries for hours (CI runs the same
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	cd native && cargo fmt --check
 
 format:
 	$(RUN) ruff check --fix .
