@@ -55,6 +55,7 @@ pub fn acceptable(m: &Message<'_>, kind: Kind, rules: &Rules) -> bool {
     let optional = |d: Dec| match d {
         Dec::Absent | Dec::Null => true,
         Dec::Value(v) => (0..LIMIT).contains(&v),
+        Dec::Unfit => false,
     };
     match kind {
         Kind::Trade => m.side.is_some() && positive(m.price) && positive(m.quantity),
@@ -171,7 +172,7 @@ impl Columns {
         }
         let value = |d: Dec| match d {
             Dec::Value(v) => Some(i128::from(v)),
-            Dec::Absent | Dec::Null => None,
+            Dec::Absent | Dec::Null | Dec::Unfit => None,
         };
         match self.kind {
             Kind::Trade => {

@@ -30,6 +30,9 @@ pub enum Dec {
     Absent,
     Null,
     Value(i64),
+    /// A well-formed number that is not exact in decimal(18,8): refused, unless a later repeat of the key
+    /// replaces it (the exact path keeps the last value of a repeated key).
+    Unfit,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +85,30 @@ fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Str<'de>, A::Error> {
 }
 
 fn int<'de, A: MapAccess<'de>>(map: &mut A) -> Result<i64, A::Error> {
-    map.next_value_seed(IntSeed)
+    let raw: &'de RawValue = map.next_value()?;
+    int_text(raw.get()).ok_or_else(|| de::Error::custom("not an integer that fits a long"))
+}
+
+/// A JSON integer's text (`-?digits`; `1.0` and `1e3` are floats, not integers) as a long. Read from the text so
+/// `-0` is the integer 0, as in Python. Python's ints have no size limit: one beyond a long saturates to the
+/// nearest long, which every range check here refuses, as the exact path's checks refuse the real value.
+fn int_text(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut value: i64 = 0; // accumulated as a negative number, so i64::MIN fits
+    for b in digits.bytes() {
+        value = value.saturating_mul(10).saturating_sub(i64::from(b - b'0'));
+    }
+    Some(if negative {
+        value
+    } else {
+        value.saturating_neg()
+    })
 }
 
 /// A nullable field's raw JSON, or None for null.
@@ -94,9 +120,9 @@ fn optional<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<&'de RawValue>
 fn opt_int<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<i64>, A::Error> {
     match optional(map)? {
         None => Ok(None),
-        Some(raw) => serde_json::from_str::<Int>(raw.get())
-            .map(|i| Some(i.0))
-            .map_err(de::Error::custom),
+        Some(raw) => int_text(raw.get())
+            .map(Some)
+            .ok_or_else(|| de::Error::custom("not an integer that fits a long")),
     }
 }
 
@@ -127,7 +153,10 @@ fn dec<'de, A: MapAccess<'de>>(map: &mut A, nullable: bool) -> Result<Dec, A::Er
     };
     match exact {
         Exact::Value(v) => Ok(Dec::Value(v)),
-        _ => Err(de::Error::custom("not an exact decimal(18,8)")),
+        Exact::Unfit => Ok(Dec::Unfit),
+        Exact::Unsure => Err(de::Error::custom(
+            "a decimal spelling left to the exact path",
+        )),
     }
 }
 
@@ -175,9 +204,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 "one_sided" | "crossed" if quote => {
                     map.next_value::<bool>()?;
                 }
-                _ => {
-                    map.next_value_seed(AnyJson)?;
-                }
+                _ => unknown(&mut map)?,
             }
         }
         Ok(m)
@@ -214,38 +241,6 @@ struct StrOwnedOrBorrowed<'a>(Str<'a>);
 impl<'de> serde::Deserialize<'de> for StrOwnedOrBorrowed<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         StrSeed.deserialize(d).map(StrOwnedOrBorrowed)
-    }
-}
-
-/// A JSON integer that fits a signed 64-bit long (floats such as `1.0` or `1e3` are not integers here).
-struct IntSeed;
-struct Int(i64);
-
-impl<'de> DeserializeSeed<'de> for IntSeed {
-    type Value = i64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(IntVisitor)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Int {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        IntSeed.deserialize(d).map(Int)
-    }
-}
-
-struct IntVisitor;
-
-impl<'de> Visitor<'de> for IntVisitor {
-    type Value = i64;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an integer")
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-        Ok(v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
-        i64::try_from(v).map_err(|_| E::custom("does not fit a long"))
     }
 }
 
@@ -303,6 +298,24 @@ impl<'de> Visitor<'de> for VendorSeed {
         }
         Ok(Some(items))
     }
+}
+
+/// Nesting deeper than this (in brackets counted, strings included) is walked with serde_json's recursion limit.
+const SHALLOW: usize = 64;
+
+/// An unknown field's value: any JSON. Skipped as raw text (numbers of any size, as the exact path skips them);
+/// walked in full only when it may hold a lone surrogate (an escape `\u`) or nest deeply, which the exact path
+/// rejects (too deep: beyond its recursion limit) and a raw skip would let through.
+fn unknown<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    let raw: &'de RawValue = map.next_value()?;
+    let text = raw.get().as_bytes();
+    let escaped = text.windows(2).any(|pair| pair == b"\\u");
+    let brackets = text.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    if escaped || brackets > SHALLOW {
+        let mut walk = serde_json::Deserializer::from_str(raw.get());
+        walk.deserialize_any(AnyJson).map_err(de::Error::custom)?;
+    }
+    Ok(())
 }
 
 /// Any JSON value, walked in full so its strings are checked as the exact path checks them (no lone surrogates).

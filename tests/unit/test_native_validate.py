@@ -158,7 +158,7 @@ STRUCTURED = st.recursive(
 
 def field_values(kind: str) -> dict[str, st.SearchStrategy[str]]:
     """Per field, JSON texts of right and wrong values."""
-    ints = INT.map(str) | st.sampled_from(["1.0", "1e3", "null", '"1"'])
+    ints = INT.map(str) | st.sampled_from(["1.0", "1e3", "null", '"1"', "-0", "-0.0", "1E3", "-1"])
     texts = TEXT.map(json.dumps) | st.sampled_from(['""', "null", "1", "[]", '"\\u0000"', '"\\ud83d\\ude00"'])
     values = {
         "exchange": texts,
@@ -210,6 +210,32 @@ def perturbed(draw, kind: str) -> bytes:
 def test_perturbed_messages_get_the_same_verdict_and_values(data, kind):
     values = data.draw(st.lists(perturbed(kind), min_size=1, max_size=25))
     assert_same_verdicts(values, kind, complete=True)
+
+
+# Found by the sweeps above (and kept): a repeated key's last value wins, whatever the earlier one was as long as
+# it had the right type; ints have no size limit and `-0` is 0; unknown fields may hold numbers beyond any float.
+EDGES = [
+    b'"ask_price":0.0000999201,"ask_price":".0"',
+    b'"ask_price":"1e400","ask_price":"2"',
+    b'"source_sequence":99999999999999999999999,"source_sequence":5',
+    b'"source_sequence":-9223372036854775809,"source_sequence":5',
+    b'"timestamp":1,"timestamp":%d' % T0,
+    b'"source_sequence":-0',
+    b'"source_sequence":9223372036854775806',
+    b'"source_sequence":9223372036854775807',
+    b'"x":1e999',
+    b'"x":-0.0e-5',
+    b'"x":"\\ud800"',
+    b'"x":["\\ud83d\\ude00"]',
+    b'"x":' + b"[" * 100 + b"]" * 100,
+    b'"x":' + b"[" * 5_000 + b"]" * 5_000,
+]
+
+
+@pytest.mark.parametrize("kind", ["trade", "quote"])
+def test_edges_get_the_same_verdict(kind):
+    base = msgspec.json.encode(trade() if kind == "trade" else quote())
+    assert_same_verdicts([base[:-1] + b"," + edge + b"}" for edge in EDGES], kind, complete=True)
 
 
 @pytest.mark.parametrize("kind", ["trade", "quote"])
