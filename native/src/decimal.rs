@@ -70,24 +70,32 @@ pub fn parse(text: &[u8]) -> Exact {
     if i != text.len() {
         return Exact::Unsure;
     }
-    // value = digits * 10^(exponent - len(frac)), digits without leading or trailing zeros.
-    let all = int_digits.iter().chain(frac_digits.iter());
-    let mut digits: Vec<u8> = all.copied().skip_while(|&d| d == b'0').collect();
-    let mut power = exponent - frac_digits.len() as i64;
-    while digits.last() == Some(&b'0') {
-        digits.pop();
-        power += 1;
-    }
-    if digits.is_empty() {
+    // value = digits * 10^(exponent - len(frac)), digits without leading or trailing zeros (read in place: this
+    // runs for every decimal of every message, so no allocation).
+    let digit = |k: usize| {
+        if k < int_digits.len() {
+            int_digits[k]
+        } else {
+            frac_digits[k - int_digits.len()]
+        }
+    };
+    let total = int_digits.len() + frac_digits.len();
+    let Some(first) = (0..total).find(|&k| digit(k) != b'0') else {
         return Exact::Value(0); // -0 is 0, as in Python
-    }
+    };
+    let last = (first..total)
+        .rev()
+        .find(|&k| digit(k) != b'0')
+        .unwrap_or(first);
+    let power = exponent - frac_digits.len() as i64 + (total - 1 - last) as i64;
+    let length = (last - first + 1) as i64;
     let scaled_power = power + SCALE;
-    if scaled_power < 0 || digits.len() as i64 + scaled_power > PRECISION {
+    if scaled_power < 0 || length + scaled_power > PRECISION {
         return Exact::Unfit;
     }
     let mut unscaled: i64 = 0;
-    for d in digits {
-        unscaled = unscaled * 10 + i64::from(d - b'0');
+    for k in first..=last {
+        unscaled = unscaled * 10 + i64::from(digit(k) - b'0');
     }
     for _ in 0..scaled_power {
         unscaled *= 10;
