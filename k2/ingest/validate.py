@@ -141,7 +141,8 @@ def _native(values: list[bytes], kind: Kind, rules: Rules) -> tuple[pa.Table | N
     """The compiled path's accepted rows (as a table of `DATA_SCHEMAS`) and the indices it leaves to the exact path;
     (None, every index) when it fails. Figures: benchmarks/report.md, "Design measurements: Compiled ingest path"."""
     try:
-        batch, slow = k2_native.validate(values, kind, rules.min_timestamp_us, rules.max_timestamp_us)
+        listed = values if type(values) is list else list(values)  # the compiled path takes a list of bytes
+        batch, slow = k2_native.validate(listed, kind, rules.min_timestamp_us, rules.max_timestamp_us)
         if batch.num_rows + len(slow) != len(values):
             raise RuntimeError(f"{batch.num_rows} rows and {len(slow)} left over from {len(values)} messages")
         schema = DATA_SCHEMAS[TABLE_FOR_KIND[kind]]
