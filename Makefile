@@ -3,9 +3,13 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 REPORTS := reports
 export K2_DATA_DIR ?= $(CURDIR)/.k2
+# The compiled ingest path (native/, Rust + PyO3) is built from source by `uv sync`: cargo from rustup's usual
+# place, and a target directory outside the clone, so a new clone (CI's) reuses the last build's compiled crates.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/k2/native-target
 
 .PHONY: help uv install demo ingest summary test test-unit test-rest bench bench-ci lint format \
-        system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean \
+        cargo system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean \
         registry-fetch registry-up registry-down proto-descriptors
 
 help:
@@ -22,8 +26,13 @@ uv:
 		python3 -m venv "$(UV_VENV)" && "$(UV_VENV)/bin/python" -m pip install --quiet uv && \
 		mkdir -p "$(HOME)/.local/bin" && ln -sf "$(UV_VENV)/bin/uv" "$(HOME)/.local/bin/uv"; }
 
-install: uv page-assets
+install: uv page-assets cargo
 	$(UV) sync --frozen --compile-bytecode  # compiled once here: every flow process (tests restart many) starts faster
+
+cargo:
+	@command -v cargo >/dev/null 2>&1 || { echo "K2 builds its compiled ingest path (native/, Rust) from source and \
+	needs cargo with Rust 1.88 or newer: install it with rustup (https://rustup.rs; Debian's cargo package is too \
+	old), then run make again." >&2; exit 1; }
 
 # The page's chart library, from the npm registry at the locked version; the API serves it from its own origin.
 # Rebuilt only when the lock file changes.
@@ -78,6 +87,7 @@ soak: install kafka-fetch  # steady ingest + queries for hours (CI runs the same
 lint:
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	cd native && cargo fmt --check
 
 format:
 	$(RUN) ruff check --fix .

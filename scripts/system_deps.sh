@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages some suites use: Chromium + ChromeDriver (the page's browser test), promtool (alert-rule tests,
-# package `prometheus`) and PostgreSQL (catalog chaos tests). Installs only what is missing; needs root or sudo.
+# package `prometheus`), PostgreSQL (catalog chaos tests) and kcat (a C Kafka consumer: the ingest benchmark's
+# baseline). Installs only what is missing; needs root or sudo.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,8 +1,8 @@
 """The exact path's checks: the reference verdict on a decoded trade or quote, and the reason when it is rejected.
 
 Decimals are `Decimal`s here and must fit decimal(18,8) exactly; times must lie within the `Rules` bounds; the
-reason strings are the ones `k2.ingest.validate` documents. The fast path in `validate` accepts exactly what these
-accept (a property test compares them).
+reason strings are the ones `k2.ingest.validate` documents. The compiled path (`k2_native`) accepts exactly what
+these accept (property tests compare them: tests/unit/test_native_validate.py).
 """
 
 from __future__ import annotations

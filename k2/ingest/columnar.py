@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 
+from k2.ingest.rows import RowTable
 from k2.model.batch import IngestBatch
 from k2.model.schemas import DeadLetter, Quote, Row, SequenceEvent, Trade
 from k2.storage.catalog import DEAD_LETTERS, QUOTES, SCHEMAS, SEQUENCE_GAPS, TABLE_FOR_KIND, TRADES
@@ -20,6 +21,12 @@ from k2.storage.catalog import DEAD_LETTERS, QUOTES, SCHEMAS, SEQUENCE_GAPS, TAB
 # Without field ids: pyiceberg then matches columns by name, whatever ids the catalog assigned on create.
 ARROW_SCHEMAS: dict[str, pa.Schema] = {
     name: schema_to_pyarrow(schema, include_field_ids=False) for name, schema in SCHEMAS.items()
+}
+_SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset")  # the last three of every data table
+# The data tables' columns before the source position: what validation produces (`RowTable`, k2_native).
+DATA_SCHEMAS: dict[str, pa.Schema] = {
+    name: pa.schema([field for field in ARROW_SCHEMAS[name] if field.name not in _SOURCE_COLUMNS])
+    for name in (TRADES, QUOTES)
 }
 
 
@@ -66,13 +73,30 @@ def to_arrow(batch: IngestBatch) -> ArrowBatch:
 def records_table(
     name: str, records: Sequence[Row | Trade | Quote], topic: str, partition: int, offsets: list[int]
 ) -> pa.Table:
-    """The rows of one data table. Decimals arrive as exact text (`TradeRow`/`QuoteRow`) and become decimal128 in
-    one C-level cast; a quote's `one_sided`/`crossed` flags are derived here, column-wise, from its prices.
+    """The rows of one data table with their source position. A `RowTable` (what `validate_batch` returns) is
+    already column-wise in the table's types; row objects go through `rows_table` first."""
+    schema = ARROW_SCHEMAS[name]
+    data = records.table if isinstance(records, RowTable) else rows_table(name, records)
+    n = data.num_rows
+    source_topic = schema.field("source_topic").type
+    arrays = [
+        *data.columns,
+        pa.repeat(topic, n).cast(source_topic) if n else pa.array([], source_topic),
+        pa.repeat(pa.scalar(partition, schema.field("source_partition").type), n),
+        pa.array(offsets, schema.field("source_offset").type),
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def rows_table(name: str, records: Sequence[Row | Trade | Quote]) -> pa.Table:
+    """Row objects to the data columns of their table (`DATA_SCHEMAS`). Decimals arrive as exact text
+    (`TradeRow`/`QuoteRow`) or `Decimal`s and become decimal128 in one C-level cast; a quote's `one_sided`/`crossed`
+    flags are derived here, column-wise, from its prices.
 
     One list comprehension per field with the attribute named in the code (a specialised attribute load, faster
-    than `getattr` with a variable name): this runs for every row of every table.
+    than `getattr` with a variable name).
     """
-    schema = ARROW_SCHEMAS[name]
+    schema = DATA_SCHEMAS[name]
     n = len(records)
     columns: dict[str, list] = {
         "exchange": [r.exchange for r in records],
@@ -117,10 +141,6 @@ def records_table(
         bid, ask = arrays["bid_price"], arrays["ask_price"]
         arrays["one_sided"] = pc.or_(pc.is_null(bid), pc.is_null(ask))
         arrays["crossed"] = pc.fill_null(pc.greater(bid, ask), False)
-    source_topic = schema.field("source_topic").type
-    arrays["source_topic"] = pa.repeat(topic, n).cast(source_topic) if n else pa.array([], source_topic)
-    arrays["source_partition"] = pa.repeat(pa.scalar(partition, schema.field("source_partition").type), n)
-    arrays["source_offset"] = pa.array(offsets, schema.field("source_offset").type)
     return pa.Table.from_arrays([arrays[field.name] for field in schema], schema=schema)
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from k2.ingest.rows import RowTable, column_of
 from k2.ingest.sequence import SeqClass
 from k2.model.batch import IngestBatch
 
@@ -82,17 +83,19 @@ class Deduper:
             drop.update(i for i, cls in enumerate(classes) if cls == duplicate)
         if unsequenced in classes:
             add = self.recent.add
-            is_quote = batch.kind == "quote"
+            ident = "quote_id" if batch.kind == "quote" else "trade_id"
+            exchanges, symbols = column_of(records, "exchange"), column_of(records, "symbol")
+            idents, timestamps = column_of(records, ident), column_of(records, "timestamp")
             for i, cls in enumerate(classes):
-                if cls == unsequenced:
-                    record = records[i]
-                    ident = record.quote_id if is_quote else record.trade_id  # type: ignore[union-attr]
-                    if not add((record.exchange, record.symbol, ident), record.timestamp):
-                        drop.add(i)
+                if cls == unsequenced and not add((exchanges[i], symbols[i], idents[i]), timestamps[i]):
+                    drop.add(i)
         self.recent.evict()
         if drop:
             batch.duplicate_offsets = batch.duplicate_offsets + [offsets[i] for i in sorted(drop)]
-            batch.records = [r for i, r in enumerate(records) if i not in drop]
+            if isinstance(records, RowTable):
+                batch.records = records.drop(drop)  # type: ignore[assignment]
+            else:
+                batch.records = [r for i, r in enumerate(records) if i not in drop]
             batch.offsets = [o for i, o in enumerate(offsets) if i not in drop]
             batch.classes = [c for i, c in enumerate(classes) if i not in drop]
             if source_ts is not None:

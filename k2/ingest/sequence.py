@@ -16,6 +16,7 @@ import enum
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+from k2.ingest.rows import column_of
 from k2.model.batch import IngestBatch
 from k2.model.schemas import SequenceEvent
 
@@ -107,37 +108,51 @@ class SequenceTracker:
     def check_batch(self, batch: IngestBatch) -> IngestBatch:
         """Classify every record of a batch (in offset order) and collect its gap/reset events.
 
-        The next number of a known instrument (nearly every message) is handled inline; the rest goes through
-        `classify`. Same verdicts, fewer calls: this runs for every message.
+        Reads four columns of the batch's rows; the next number of a known instrument (nearly every message) is
+        handled inline, the rest goes through `classify`. Same verdicts, fewer calls: this runs for every message.
         """
         classes: list[int] = []
         events: list[SequenceEvent] = []
+        batch.classes = classes
+        batch.sequence_events = events
+        records = batch.records
+        if not records:
+            return batch
         kind = batch.kind
         state_of = self._state.get
         add = classes.append
         in_order, unsequenced = SeqClass.IN_ORDER, SeqClass.UNSEQUENCED
-        for record, offset in zip(batch.records, batch.offsets, strict=True):
-            seq = record.source_sequence
+        sequences = column_of(records, "source_sequence")
+        if sequences.count(None) == len(sequences):
+            classes.extend([unsequenced] * len(sequences))
+            return batch
+        columns = zip(
+            sequences,
+            column_of(records, "exchange"),
+            column_of(records, "symbol"),
+            column_of(records, "timestamp"),
+            batch.offsets,
+            strict=True,
+        )
+        for seq, exchange, symbol, ts, offset in columns:
             if seq is None:
                 add(unsequenced)
                 continue
-            key = (kind, record.exchange, record.symbol)
+            key = (kind, exchange, symbol)
             state = state_of(key)
             if state is not None and seq == state.last + 1:
                 state.last = seq
-                if record.timestamp > state.max_ts:
-                    state.max_ts = record.timestamp
+                if ts > state.max_ts:
+                    state.max_ts = ts
                 add(in_order)
                 continue
-            cls, event = self.classify(key, seq, record.timestamp)
+            cls, event = self.classify(key, seq, ts)
             add(cls)
             if event is not None:
                 event.source_topic = batch.topic
                 event.source_partition = batch.partition
                 event.source_offset = offset
                 events.append(event)
-        batch.classes = classes
-        batch.sequence_events = events
         return batch
 
 

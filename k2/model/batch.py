@@ -9,9 +9,11 @@ It carries no message and no position: every step passes it on unchanged, and co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
-from k2.model.schemas import DeadLetter, Kind, Record, SequenceEvent
+from k2.model.schemas import DeadLetter, Kind, Record, Row, SequenceEvent
 
 NO_POSITION = -1  # a tick's `next_offset`: it has reached no position; never compared with a seam
 
@@ -54,7 +56,9 @@ class IngestBatch(msgspec.Struct, gc=False, kw_only=True):
     kind: Kind
     source_offsets: list[int]  # every message of the raw batch, ascending
     next_offset: int
-    records: list[Record]
+    # The valid rows: from `validate_batch` a `k2.ingest.rows.RowTable` (Arrow columns; a sequence of row objects
+    # on demand), in offset order.
+    records: Sequence[Record | Row]
     offsets: list[int]
     source_timestamps: list[int] | None
     dead_letters: list[DeadLetter]

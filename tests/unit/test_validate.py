@@ -158,7 +158,7 @@ def test_missing_ingestion_timestamp_comes_from_the_source_record():
     assert batch.source_timestamps == [T0 + 7, T0 + 9]
 
 
-# The batch fast path (decimal text checked column-wise) must give exactly the verdicts of `decode` (Decimal), and
+# The batch path (compiled, decimals read from their text) must give exactly the verdicts of `decode` (Decimal), and
 # the values Arrow stores must be those Decimals.
 TRICKY_DECIMALS = [
     "187.25",
