@@ -41,8 +41,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "commit-latency": ("commit_latency.py", [], ["--commits", "20", "--every", "10"], "--report"),
     "decoders": ("decoders.py", [], ["--messages", "5000", "--rounds", "1"], "--out"),
     "first_commit": ("first_commit.py", [], ["--messages", "20000", "--restarts", "3"], "--out"),
+    # K2 beside the Iceberg Kafka Connect sink and QuestDB (JVMs from Maven jars); outside CI, skipped with the
+    # reason in its report when Java or Maven is missing.
+    "peers": ("peers_bench.py", [], ["--ci"], "--out"),
 }
-NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay", "first_commit"}
+NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay", "first_commit", "peers"}
 
 
 def run(name: str, ci: bool, out_dir: Path, env: dict[str, str]) -> bool:

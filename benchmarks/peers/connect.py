@@ -107,7 +107,7 @@ def worker_properties(bootstrap: str, root: Path, port: int) -> str:
 def sink_properties(topic: str, control_topic: str, warehouse: SinkWarehouse, commit_interval_ms: int) -> str:
     return "\n".join(
         [
-            "name=iceberg-sink",
+            f"name=iceberg-sink-{topic}",  # its own consumer groups per topic (as one deployment per feed)
             "connector.class=org.apache.iceberg.connect.IcebergSinkConnector",
             "tasks.max=1",
             f"topics={topic}",
