@@ -107,7 +107,9 @@ def worker_properties(bootstrap: str, root: Path, port: int) -> str:
 def sink_properties(topic: str, control_topic: str, warehouse: SinkWarehouse, commit_interval_ms: int) -> str:
     return "\n".join(
         [
-            f"name=iceberg-sink-{topic}",  # its own consumer groups per topic (as one deployment per feed)
+            # One connector (and so consumer groups) per warehouse: a restart on the same one resumes from its
+            # committed offsets; another run on the same topic starts from the beginning.
+            f"name=iceberg-sink-{warehouse.root.name}",
             "connector.class=org.apache.iceberg.connect.IcebergSinkConnector",
             "tasks.max=1",
             f"topics={topic}",
@@ -132,7 +134,7 @@ class ConnectWorker:
         self.bootstrap, self.topic, self.root = bootstrap, topic, root
         self.warehouse = SinkWarehouse(root)
         self.commit_interval_ms = commit_interval_ms
-        self.control_topic = f"{topic}-iceberg-control"
+        self.control_topic = f"{topic}-{root.name}-control"  # one per warehouse, as the connector name
         self.log = root / "connect.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.peak_rss = 0
