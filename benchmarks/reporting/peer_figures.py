@@ -278,7 +278,7 @@ def _checks(peers: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"QuestDB: {queries['table']['rows']:,} trades + as many quotes, loaded in "
-            f"{q.get('load_seconds')} s, {q['size_bytes'] / MB:,.0f} MB on disk (K2's trades table: "
+            f"{q.get('load_seconds')} s, {q['size_bytes'] / MB:,.0f} MB on disk (K2's trades table alone: "
             f"{queries['table']['size_bytes'] / MB:,.0f} MB), start-up {q['startup_s']} s.",
             "",
         ]
