@@ -9,7 +9,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/k2/native-target
 
 .PHONY: help uv install demo ingest summary test test-unit test-rest bench bench-ci lint format \
-        cargo system-deps kafka-fetch kafka-up kafka-down kafka-status page-assets clean \
+        cargo system-deps kafka-fetch peers-fetch kafka-up kafka-down kafka-status page-assets clean \
         registry-fetch registry-up registry-down proto-descriptors
 
 help:
@@ -68,10 +68,10 @@ test-rest:
 	$(RUN) coverage xml -o $(REPORTS)/coverage.xml
 	$(RUN) coverage report --fail-under=75 --format=total
 
-bench: install kafka-fetch registry-fetch  # every benchmark at full size (minutes each), then benchmarks/report.md
+bench: install kafka-fetch registry-fetch peers-fetch  # every benchmark at full size (minutes each), then benchmarks/report.md
 	$(RUN) python benchmarks/suite.py
 
-bench-ci: kafka-fetch registry-fetch  # every benchmark at a tiny size and the report, into reports/bench-ci/: the pipeline runs
+bench-ci: kafka-fetch registry-fetch peers-fetch  # every benchmark at a tiny size and the report, into reports/bench-ci/: the pipeline runs
 	$(RUN) python benchmarks/suite.py --ci --out $(REPORTS)/bench-ci
 
 .PHONY: soak
@@ -98,6 +98,11 @@ system-deps:
 
 kafka-fetch: install
 	$(RUN) python -m scripts.local_kafka fetch
+
+# The peers benchmark's jars (Kafka Connect + the Iceberg sink, QuestDB) from Maven Central into .cache/peers,
+# once. Outside CI a machine without Java/Maven goes on (the benchmark then says it skipped); in CI it fails.
+peers-fetch: install
+	$(RUN) python -m benchmarks.peers.jars fetch || [ "$$CI" != "true" ]
 
 kafka-up: install
 	$(RUN) python -m scripts.local_kafka start

@@ -185,3 +185,15 @@ def given_or_owned(variable: str, start: Callable[[], contextlib.AbstractContext
         return
     with start() as running:
         yield getattr(running, address)
+
+
+def latency_summary(rate: int, messages: int, latencies: list[float]) -> dict[str, Any]:
+    """Produce -> committed latencies of a paced run (seconds), as every benchmark reports them."""
+    return {
+        "rate": rate,
+        "messages": messages,
+        "committed": len(latencies),
+        "p50_s": percentile(latencies, 0.50),
+        "p99_s": percentile(latencies, 0.99, "nearest"),
+        "max_s": max(latencies),
+    }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -27,7 +28,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,7 +40,7 @@ from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     REPORTS,
     given_or_owned,
-    percentile,
+    latency_summary,
     recorded,
     rss_bytes,
     save_report,
@@ -128,20 +131,26 @@ def plain_consume_loop(bootstrap: str, topic: str, total: int) -> float:
     return total / elapsed
 
 
+def run_flow_to_end(bootstrap: str, topic: str, data_dir: Path) -> tuple[float, int, float]:
+    """Run the bounded flow over `topic` into `data_dir`: (seconds from start to exit, peak RSS in bytes sampled
+    every 50 ms, wall-clock start)."""
+    wall_start, started = time.time(), time.perf_counter()
+    env = flow_env(bootstrap, topic, data_dir, tail=False)
+    process = subprocess.Popen(flow_command(data_dir, env), cwd=ROOT, env=env)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, rss_bytes(process.pid))
+        time.sleep(0.05)
+    if process.returncode != 0:
+        raise SystemExit(f"flow failed with exit code {process.returncode}")
+    return time.perf_counter() - started, peak, wall_start
+
+
 def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[str, float]]:
     """msgs/s of the whole flow process (start-up included), its peak RSS in bytes (sampled every 50 ms), and
     when its first commit landed with the rate from then on (to tell start-up from steady state)."""
     with scratch("bench") as tmp:
-        wall_start, started = time.time(), time.perf_counter()
-        env = flow_env(bootstrap, topic, tmp, tail=False)
-        process = subprocess.Popen(flow_command(tmp, env), cwd=ROOT, env=env)
-        peak = 0
-        while process.poll() is None:
-            peak = max(peak, rss_bytes(process.pid))
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        if process.returncode != 0:
-            raise SystemExit(f"flow failed with exit code {process.returncode}")
+        elapsed, peak, wall_start = run_flow_to_end(bootstrap, topic, tmp)
         settings = load_settings({}, data_dir=str(tmp))
         table = ensure_tables(open_catalog(settings), settings.namespace)[TRADES]
         snapshots = [s for s in table.snapshots() if s.summary and "k2.messages" in s.summary.additional_properties]
@@ -155,13 +164,42 @@ def flow_run(bootstrap: str, topic: str, total: int) -> tuple[float, int, dict[s
     return total / elapsed, peak, steady
 
 
+def paced_produce(
+    producer: CheckedProducer,
+    topic: str,
+    messages: Iterable[tuple[bytes, bytes]],
+    rate: float,
+    key_of: Callable[[Any], Any] = lambda msg: (msg.partition(), msg.offset()),
+) -> dict[Any, float]:
+    """Produce (key, value) messages at `rate` msg/s; {key_of(delivered message): when it was produced}, for every
+    message confirmed (the default key is its (partition, offset))."""
+    sent: dict[Any, float] = {}
+    lock = threading.Lock()
+
+    def delivered(produced_at: float, err, msg) -> None:
+        if err is None:
+            with lock:
+                sent[key_of(msg)] = produced_at
+
+    started = time.time()
+    for i, (key, value) in enumerate(messages):
+        due = started + i / rate
+        if (wait := due - time.time()) > 0:
+            time.sleep(wait)
+        producer.producer.produce(topic, value, key, on_delivery=functools.partial(delivered, time.time()))
+        producer.producer.poll(0)
+    producer.flush()
+    return sent
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     if not wait_until(condition, timeout, pause=0.5):
         raise SystemExit(f"latency run: {what} not within {timeout:.0f} s")
 
 
-def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
-    """Steady state: a warm-up batch is produced and committed before the timed messages (the flow's start-up is
+def latency_run(bootstrap: str, rate: int, seconds: float, config: FeedConfig | None = None) -> dict[str, float]:
+    """Produce -> committed latency of the flow at `rate` (the feed: `config`, default synthetic trades).
+    Steady state: a warm-up batch is produced and committed before the timed messages (the flow's start-up is
     not commit latency: it took 4 s on a quiet machine and 47 s on a loaded one), and every timed message is waited
     for until committed (a fixed wait left the slowest out of the percentiles)."""
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
@@ -169,31 +207,17 @@ def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     with scratch("latency") as tmp:
         env = flow_env(bootstrap, topic, tmp, tail=True)
         flow = subprocess.Popen(flow_command(tmp, env), cwd=ROOT, env=env)
-        sent: dict[tuple[int, int], float] = {}
         producer = CheckedProducer(make_producer(bootstrap, **{"linger.ms": 1}))
-        lock = threading.Lock()
-
-        def delivered(produced_at: float, err, msg) -> None:
-            if err is None:
-                with lock:
-                    sent[(msg.partition(), msg.offset())] = produced_at
-
         warmup = 1_000
-        feed = SyntheticFeed(FeedConfig(messages=warmup + int(rate * seconds), quote_ratio=0.0, symbols=200))
+        config = config or FeedConfig(quote_ratio=0.0, symbols=200)
+        feed = SyntheticFeed(dataclasses.replace(config, messages=warmup + int(rate * seconds)))
         messages = feed.messages()
         for _, key, value in itertools.islice(messages, warmup):
             producer.produce(topic, value, key)
         producer.flush()
         try:
             wait_for(lambda: any(seam for _, seam in trade_seams(tmp)), 300, "the warm-up committed")
-            started = time.time()
-            for i, (_, key, value) in enumerate(messages):
-                due = started + i / rate
-                if (wait := due - time.time()) > 0:
-                    time.sleep(wait)
-                producer.producer.produce(topic, value, key, on_delivery=functools.partial(delivered, time.time()))
-                producer.producer.poll(0)
-            producer.flush()
+            sent = paced_produce(producer, topic, ((key, value) for _, key, value in messages), rate)
             ends: dict[str, int] = {}
             for partition, offset in sent:
                 ends[f"{topic}/{partition}"] = max(ends.get(f"{topic}/{partition}", 0), offset + 1)
@@ -212,14 +236,7 @@ def latency_run(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
         committed = committed_at(commits, topic, partition, offset)
         if committed is not None:
             latencies.append(committed - at)
-    return {
-        "rate": rate,
-        "messages": len(sent),
-        "committed": len(latencies),
-        "p50_s": percentile(latencies, 0.50),
-        "p99_s": percentile(latencies, 0.99, "nearest"),
-        "max_s": max(latencies),
-    }
+    return latency_summary(rate, len(sent), latencies)
 
 
 def main() -> None:

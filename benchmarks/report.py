@@ -27,6 +27,7 @@ import msgspec  # noqa: E402
 
 from benchmarks.reporting import charts, machine, markdown  # noqa: E402
 from benchmarks.reporting.model import Comparison, Figure, Source, Target  # noqa: E402
+from benchmarks.reporting.peer_figures import PEERS_FILE  # noqa: E402
 from benchmarks.reporting.regression import BAND_REASON, NOISE_BAND, compare  # noqa: E402
 from benchmarks.reporting.sources import BrokenRun, git, read_run  # noqa: E402
 
@@ -93,8 +94,10 @@ def build(run_dir: Path, out_dir: Path, previous: dict[str, Any] | None) -> dict
     drawn = charts.draw(report.figures, out_dir / "charts")
     report.data["charts"] = {name: _shown(path, out_dir) for name, path in drawn.items()}
     (out_dir / "report.json").write_text(json.dumps(report.data, indent=2) + "\n")
+    peers_json = run_dir / PEERS_FILE
+    peers = json.loads(peers_json.read_text()) if peers_json.exists() else None
     text = markdown.render(
-        report.data, report.sources, report.figures, report.targets, report.comparisons, drawn, out_dir
+        report.data, report.sources, report.figures, report.targets, report.comparisons, drawn, out_dir, peers
     )
     (out_dir / "report.md").write_text(text)
     return report.data

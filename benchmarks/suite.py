@@ -43,8 +43,20 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "first_commit": ("first_commit.py", [], ["--messages", "20000", "--restarts", "3"], "--out"),
     "feeds": ("feeds.py", [], ["--quick"], "--out"),
     "formats_flow": ("formats_flow.py", [], ["--messages", "5000"], "--out"),
+    # K2 beside the Iceberg Kafka Connect sink and QuestDB (JVMs from Maven jars); outside CI, skipped with the
+    # reason in its report when Java or Maven is missing.
+    "peers": ("peers_bench.py", [], ["--ci"], "--out"),
 }
-NEEDS_BROKER = {"kafka_ingest", "queryable_latency", "realtime", "replay", "first_commit", "feeds", "formats_flow"}
+NEEDS_BROKER = {
+    "kafka_ingest",
+    "queryable_latency",
+    "realtime",
+    "replay",
+    "first_commit",
+    "feeds",
+    "formats_flow",
+    "peers",
+}
 
 
 def run(name: str, ci: bool, out_dir: Path, env: dict[str, str]) -> bool:

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import StrMethodFormatter
 
 from benchmarks.reporting.model import Figure
+from benchmarks.reporting.peer_figures import PEERS_FILE
 
 VALUE_COLOUR, BASELINE_COLOUR = "#1f6fb4", "#b0b0b0"
 COUNTED = ("msgs/s", "rows/s", "MB")
@@ -24,6 +25,8 @@ PAIRED = {
     "s": ("latency_produce", "Produce -> queryable vs produce -> committed (s)", False),
     "MB": ("memory", "Peak RSS (MB)", False),
 }
+RATIOS_TITLE = "Each figure / its same-run baseline (log scale; green: better than the baseline)"
+PEERS_TITLE = "K2 / the peer in the same run (log scale; green: K2 better, red: K2 worse)"
 # A benchmark whose figures of one unit get a chart of their own, kept out of that unit's chart above:
 # (source file, unit) -> (file name, title, log scale).
 OWN = {
@@ -39,6 +42,10 @@ def draw(figures: list[Figure], directory: Path) -> dict[str, Path]:
     """Writes the charts into `directory`; returns {chart name: path} of those written."""
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
+    peers = [f for f in figures if f.source == PEERS_FILE and f.ratio is not None]
+    if peers:
+        written["peers"] = _ratios(peers, directory / "peers.png", PEERS_TITLE)
+    figures = [f for f in figures if f.source != PEERS_FILE]  # their own chart: a peer is not a K2 baseline
     ratios = [f for f in figures if f.ratio is not None]
     if ratios:
         written["ratios"] = _ratios(ratios, directory / "ratios.png")
@@ -57,7 +64,7 @@ def _label(figure: Figure) -> str:
     return f"{figure.id}\n{figure.label}" + (f" vs {figure.baseline_label}" if figure.baseline_label else "")
 
 
-def _ratios(figures: list[Figure], path: Path) -> Path:
+def _ratios(figures: list[Figure], path: Path, title: str = RATIOS_TITLE) -> Path:
     height = 0.9 + 0.32 * len(figures)
     fig, ax = plt.subplots(figsize=(10, height))
     names = [f.id for f in figures][::-1]
@@ -69,7 +76,7 @@ def _ratios(figures: list[Figure], path: Path) -> Path:
     for bar, value in zip(bars, values, strict=True):
         ax.annotate(f"{value:.3g}", (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
                     textcoords="offset points", va="center", fontsize=7)  # fmt: skip
-    ax.set_title("Each figure / its same-run baseline (log scale; green: better than the baseline)")
+    ax.set_title(title)
     ax.tick_params(axis="y", labelsize=7)
     ax.margins(x=0.15)
     return _save(fig, path)

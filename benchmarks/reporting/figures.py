@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.reporting.model import MB, Figure, Target
+from benchmarks.reporting.peer_figures import peers_bench
 from benchmarks.reporting.query_figures import query, queryable_latency, realtime
 
 Reader = Callable[[str, str, dict[str, Any]], tuple[str, list[Figure], list[Target]]]
@@ -395,4 +396,5 @@ READERS: dict[str, Reader] = {
     "formats_flow": formats_flow,
     "first_commit": first_commit,
     "feeds": feeds,
+    "peers_bench": peers_bench,
 }

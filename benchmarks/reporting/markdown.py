@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.reporting.model import Comparison, Figure, Source, Target
+from benchmarks.reporting.peer_figures import PEERS_FILE, section
 from benchmarks.reporting.regression import BAND_REASON, NOISE_BAND
 
 FLAGGED = ("regressed", "improved", "changed")
@@ -26,7 +27,11 @@ def number(value: float | None, unit: str) -> str:
 
 
 def render(report: dict[str, Any], sources: list[Source], figures: list[Figure], targets: list[Target],
-           comparisons: list[Comparison], charts: dict[str, Path], out_dir: Path) -> str:  # fmt: skip
+           comparisons: list[Comparison], charts: dict[str, Path], out_dir: Path,
+           peers: dict[str, Any] | None = None) -> str:  # fmt: skip
+    """The whole report.md; `peers` is the peers benchmark's JSON of this run, when it ran."""
+    peer_chart = charts.get("peers")
+    own = [f for f in figures if f.source != PEERS_FILE]
     lines = [
         "# K2 benchmark report",
         "",
@@ -41,10 +46,15 @@ def render(report: dict[str, Any], sources: list[Source], figures: list[Figure],
         *machine(report["machine"]),
         *runs(sources),
         *goals(targets),
-        *figure_tables(figures, {c.id: c for c in comparisons}),
+        *figure_tables(own, {c.id: c for c in comparisons}),
+        *section(
+            peers,
+            [f for f in figures if f.source == PEERS_FILE],
+            peer_chart and peer_chart.relative_to(out_dir).as_posix(),
+        ),
         "## Charts",
         "",
-        *[f"![{name}]({path.relative_to(out_dir).as_posix()})" for name, path in charts.items()],
+        *[f"![{name}]({path.relative_to(out_dir).as_posix()})" for name, path in charts.items() if name != "peers"],
         "",
         *regression(report["comparison"], comparisons),
         "",

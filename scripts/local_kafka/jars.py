@@ -70,7 +70,7 @@ def fetch() -> Path:
         eprint(f"fetching Kafka {kafka_version()} jars from Maven Central into {lib} ...")
         staging = Path(tempfile.mkdtemp(prefix="lib.", dir=cache))
         try:
-            _run_maven(mvn, staging)
+            run_maven(mvn, staging)
             shutil.rmtree(lib, ignore_errors=True)
             staging.rename(lib)  # atomic: a reader never sees a half-filled lib/
         finally:
@@ -79,14 +79,15 @@ def fetch() -> Path:
     return lib
 
 
-def _run_maven(mvn: str, output_dir: Path) -> None:
+def run_maven(mvn: str, output_dir: Path, pom: Path = POM) -> None:
+    """Copy the runtime jars a POM names into `output_dir` (also the benchmark peers' fetch)."""
     cmd = [
         mvn,
         "-B",
         "-q",
         "-Dstyle.color=never",
         "-f",
-        str(POM),
+        str(pom),
         "dependency:copy-dependencies",
         f"-DoutputDirectory={output_dir}",
         "-DincludeScope=runtime",
