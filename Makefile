@@ -63,8 +63,10 @@ test-unit:
 
 test-rest:
 	@mkdir -p $(REPORTS)
-	$(RUN) pytest tests -m "not unit" -q --cov=k2 --cov-append --cov-report= \
+	# Two workers (a file's tests stay on one), then the soak alone: it judges RSS and lag, so nothing runs beside it.
+	$(RUN) pytest tests -m "not unit and not soak" -n 2 --dist loadfile -q --cov=k2 --cov-append --cov-report= \
 		--junitxml=$(REPORTS)/junit-rest.xml
+	$(RUN) pytest tests/soak -m soak -q --cov=k2 --cov-append --cov-report= --junitxml=$(REPORTS)/junit-soak.xml
 	$(RUN) coverage xml -o $(REPORTS)/coverage.xml
 	$(RUN) coverage report --fail-under=75 --format=total
 
