@@ -22,7 +22,7 @@ from benchmarks.peers.questdb import QuestDB
 from benchmarks.query_api import API_KEY, ApiServer
 from benchmarks.query_data import EXCHANGE, TZ
 from benchmarks.query_methods import LIMIT, interleaved, summary
-from k2.query import QueryEngine, bars, latest_by_symbol, latest_indexes, parse_interval, ticks_between
+from k2.query import QueryEngine, Selection, bars, latest_by_symbol, latest_indexes, parse_interval, ticks_between
 from k2.query.asof import trades_with_quotes
 from k2.storage.catalog import TRADES
 
@@ -66,7 +66,7 @@ class Methods:
 
     # point
     def point_engine(self, c) -> list[tuple]:
-        rows = ticks_between(self.engine, TRADES, symbols=[c[0]], start=c[1], end=c[2], limit=LIMIT).rows
+        rows = ticks_between(self.engine, TRADES, Selection([c[0]], start=c[1], end=c[2]), limit=LIMIT).rows
         return [(us_of(r["timestamp"]), r["trade_id"], r["price"], r["quantity"]) for r in rows.to_pylist()]
 
     def point_api(self, c) -> int:
@@ -78,7 +78,7 @@ class Methods:
 
     # bars
     def bars_engine(self, c) -> list[tuple]:
-        rows = bars(self.engine, c[0], EXCHANGE, self.interval, TZ, start=c[1], end=c[2]).rows.to_pylist()
+        rows = bars(self.engine, Selection([c[0]], EXCHANGE, c[1], c[2]), self.interval, TZ).rows.to_pylist()
         return [
             (us_of(r["start"]), r["open"], r["high"], r["low"], r["close"], r["volume"], r["trades"], r["vwap"])
             for r in rows
@@ -111,7 +111,7 @@ class Methods:
     # as-of join
     def asof_engine(self, c) -> list[tuple]:
         page, _ = trades_with_quotes(
-            self.engine, [c[0]], start=c[1], end=c[2], tolerance_us=TOLERANCE_US, limit=self.engine.max_rows
+            self.engine, Selection([c[0]], start=c[1], end=c[2]), tolerance_us=TOLERANCE_US, limit=self.engine.max_rows
         )
         return [(us_of(r["timestamp"]), r["trade_id"], r["bid_price"], r["ask_price"]) for r in page.rows.to_pylist()]
 
