@@ -11,7 +11,6 @@ from k2.formats.frames import SchemaProblem, is_framed, read_header, read_messag
 from k2.formats.resolve import SchemaSource, unknown
 from k2.ingest.checks import Rejection
 from k2.model.batch import IngestBatch, RawBatch
-from k2.model.schemas import DeadLetter
 
 # validate(json_batch, originals): the JSON validation, keeping `originals` (the delivered bytes) in dead letters
 Validate = Callable[[RawBatch, list[bytes]], IngestBatch]
@@ -58,19 +57,8 @@ class FramedDecoder:
             None if stamps is None else [stamps[i] for i in kept],
         )
         batch = validate(decoded, [raw.values[i] for i in kept])
-        dead = [
-            DeadLetter(
-                source_topic=raw.topic,
-                source_partition=raw.partition,
-                source_offset=raw.offsets[i],
-                kind=kind,  # type: ignore[arg-type]  # None for a topic of neither kind, as validation has it
-                reason=rejection.reason,
-                detail=rejection.detail,
-                raw=raw.values[i],
-                source_timestamp=None if stamps is None else stamps[i],
-            )
-            for i, rejection in refused
-        ]
+        # kind is None for a topic of neither kind, as validation has it
+        dead = [raw.dead_letter(i, kind, r.reason, r.detail) for i, r in refused]  # type: ignore[arg-type]
         batch.dead_letters = sorted(batch.dead_letters + dead, key=lambda letter: letter.source_offset)
         batch.source_offsets = raw.offsets
         batch.next_offset = raw.next_offset

@@ -82,18 +82,8 @@ def validate_batch(raw: RawBatch, kind: Kind, rules: Rules, originals: list[byte
     for i in slow:
         outcome = decode(values[i], kind, rules)
         if isinstance(outcome, Rejection):
-            dead.append(
-                DeadLetter(
-                    source_topic=raw.topic,
-                    source_partition=raw.partition,
-                    source_offset=raw.offsets[i],
-                    kind=kind,
-                    reason=outcome.reason,
-                    detail=outcome.detail,
-                    raw=values[i] if originals is None else originals[i],
-                    source_timestamp=None if source_ts is None else source_ts[i],
-                )
-            )
+            delivered = None if originals is None else originals[i]
+            dead.append(raw.dead_letter(i, kind, outcome.reason, outcome.detail, delivered))
         else:
             late_rows.append(as_row(outcome))
             late_at.append(i)

@@ -35,6 +35,20 @@ class RawBatch(msgspec.Struct, gc=False):
     def next_offset(self) -> int:
         return self.offsets[-1] + 1 if self.offsets else NO_POSITION
 
+    def dead_letter(self, i: int, kind: str, reason: str, detail: str, delivered: bytes | None = None) -> DeadLetter:
+        """Message `i` refused: its position and source timestamp, and `delivered` (the bytes the source gave, when
+        `values[i]` is a decoded or mapped form of them) or its value as kept."""
+        return DeadLetter(
+            source_topic=self.topic,
+            source_partition=self.partition,
+            source_offset=self.offsets[i],
+            kind=kind,
+            reason=reason,
+            detail=detail,
+            raw=self.values[i] if delivered is None else delivered,
+            source_timestamp=None if self.timestamps is None else self.timestamps[i],
+        )
+
 
 def tick(topic: str, partition: int) -> RawBatch:
     """An empty batch from an idle source partition. Bytewax runs a sink partition (and its epoch-end snapshot)
