@@ -38,7 +38,8 @@ def start(env: dict[str, str], recovery: Path, log: Path) -> subprocess.Popen:
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_signal_commits_what_is_held_and_exits_promptly(tmp_path, kafka_bootstrap, kafka_topic, stop):
     trades, quotes, dlq = kafka_topic(2, prefix="trades"), kafka_topic(2, prefix="quotes"), kafka_topic(1, prefix="dlq")
-    expected = ForeignFeed(messages=300_000, seed=5).produce(kafka_bootstrap, trades, quotes)
+    # Large enough that the first commit comes long before the end: the compiled path reads a small feed whole first.
+    expected = ForeignFeed(messages=1_500_000, seed=5).produce(kafka_bootstrap, trades, quotes)
     trace = tmp_path / "trace.jsonl"  # where flow_env sends the spans
     env = flow_env(tmp_path, kafka_bootstrap, (trades, quotes, dlq), tail=True)
     env["K2_BATCH_SIZE"] = "1000"  # a slower read, so the signal lands well inside the feed
