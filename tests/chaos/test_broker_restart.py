@@ -38,7 +38,7 @@ def test_broker_restart_mid_run(tmp_path):
     broker = start_broker(tmp_path / "kafka", port=port, controller_port=controller, ephemeral=False)
     try:
         ensure_topics(broker.bootstrap, ["market.trades", "market.quotes", "market.dlq"], partitions=3)
-        feed = SyntheticFeed(FeedConfig(messages=300_000, symbols=40))
+        feed = SyntheticFeed(FeedConfig(messages=1_000_000, symbols=40))  # still reading at the first commit
         topics = {"trade": "market.trades", "quote": "market.quotes"}
         publish(broker.bootstrap, ((topics[k], key, value) for k, key, value in feed.messages()))
         env = {
