@@ -33,6 +33,8 @@ cargo:
 	@command -v cargo >/dev/null 2>&1 || { echo "K2 builds its compiled ingest path (native/, Rust) from source and \
 	needs cargo with Rust 1.88 or newer: install it with rustup (https://rustup.rs; Debian's cargo package is too \
 	old), then run make again." >&2; exit 1; }
+	@command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || { echo "K2's compiled Kafka reader builds \
+	librdkafka from source and needs a C compiler and make (Debian: apt-get install build-essential)." >&2; exit 1; }
 
 # The page's chart library, from the npm registry at the locked version; the API serves it from its own origin.
 # Rebuilt only when the lock file changes.

@@ -1,0 +1,12 @@
+"""K2's Bytewax flows: `ingest` (`python -m bytewax.run flows.ingest`). Wiring only; every step lives in `k2/`.
+
+Arrow's C++ code takes its default memory pool from `ARROW_DEFAULT_MEMORY_POOL` once, when pyarrow is first
+imported, and allocates from it wherever no pool is passed (Parquet writing, Acero, compute scratch): set later, in
+`k2.flow.steps.tune_process`, the pool only reached pyarrow's Python calls, and the rest went to mimalloc, which
+kept ~80 MiB of a commit's freed memory (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
+So the flow's package chooses jemalloc before anything imports pyarrow; an explicit setting wins.
+"""
+
+import os
+
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")

@@ -1,4 +1,4 @@
-"""The flow's Kafka source: each topic-partition read by its own assigned consumer, in batches.
+"""The flow's Kafka source: each topic-partition read by its own compiled reader (`k2.kafka.reader`), in batches.
 
 No consumer group and no offsets committed to the cluster: Iceberg holds the truth. A partition starts from
 Bytewax's recovery state when there is one, else from the lowest Iceberg seam of the four tables, else from the
@@ -13,10 +13,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING
 
+from k2.ingest.checks import Rules
+from k2.ingest.pipeline import Pipeline
 from k2.kafka.admin import partitions_of
+from k2.kafka.reader import PartitionReader
 from k2.model.batch import RawBatch, position_key, tick
+from k2.model.schemas import Kind
 from k2.ops import tracing
 from k2.ops.degrade import DegradationManager
 from k2.ops.metrics import CONSUMER_LAG
@@ -25,16 +29,6 @@ from k2.ops.stopping import stop_requested
 log = logging.getLogger(__name__)
 IDLE_POLL = timedelta(milliseconds=5)
 PAUSED_POLL = timedelta(milliseconds=200)
-
-
-def _end_of_partition(message: object) -> bool:
-    """True for the end-of-partition marker; any other error stops the flow (it restarts from the seams)."""
-    error = message.error()  # type: ignore[attr-defined]
-    if error is None:
-        return False
-    if error.code() == KafkaError._PARTITION_EOF:
-        return True
-    raise KafkaException(error)
 
 
 class PositionBeyondTopicEnd(RuntimeError):
@@ -62,35 +56,20 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         degradation: DegradationManager | None = None,
         idle_tick_seconds: float | None = None,
         reached: int = 0,
+        kind: Kind | None = None,
+        rules: Rules | None = None,
     ):
         """Read `topic`/`partition` from `start`; `reached` is the position the warehouse or the recovery state
-        says was read already (at or above `start`, which may be a warm-up window lower)."""
+        says was read already (at or above `start`, which may be a warm-up window lower). With `kind` and `rules`
+        the compiled reader validates as it reads (`k2.kafka.reader`)."""
         self.topic, self.partition, self.batch_size = topic, partition, batch_size
         self._degradation = degradation
         self._idle_tick_seconds = idle_tick_seconds
         self._last_emitted = time.monotonic()  # the last batch or tick handed to the flow
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "k2-ingest",  # required by librdkafka; nothing is ever committed to it
-                "enable.auto.commit": False,
-                "enable.partition.eof": not tail,
-                # Prefetch a few batches, not librdkafka's default 64 MiB per partition: with one consumer per
-                # partition that default would be much of the flow's memory. A full queue postpones the partition's
-                # next fetch by `fetch.queue.backoff.ms`, 1 s by default: that, not the queue size, capped the
-                # flow's throughput, so a short backoff lets a small queue keep up (figures: benchmarks/report.md,
-                # "Design measurements: Kafka consumer").
-                "fetch.max.bytes": 2 * 1024 * 1024,
-                "queued.min.messages": 4 * batch_size,
-                "queued.max.messages.kbytes": 2 * 1024,
-                "max.partition.fetch.bytes": 1024 * 1024,
-                "fetch.queue.backoff.ms": 10,
-                "fetch.wait.max.ms": 50,
-            }
-        )
-        low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        self._reader = PartitionReader(bootstrap, topic, partition, batch_size=batch_size, kind=kind, rules=rules)
+        low, high = self._reader.watermarks(timeout=10)
         if reached > high:
-            self._consumer.close()
+            self._reader.close()
             raise PositionBeyondTopicEnd(topic, partition, reached, high)
         if reached > low > 0 and start != OFFSET_BEGINNING and start < low:
             log.warning("%s/%s: retention removed part of the warm-up window (%s..%s)", topic, partition, start, low)
@@ -103,42 +82,34 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._next = start
         self._end = None if tail else high
         self._awake: datetime | None = None
-        self._position = TopicPartition(topic, partition)
         self._lag = CONSUMER_LAG.labels(topic, str(partition))
         self._lag.set(max(high - start, 0))
-        self._consumer.assign([TopicPartition(topic, partition, start)])
+        self._reader.start(start, self._end)
 
     def next_batch(self) -> list[RawBatch]:
         if (self._end is not None and self._next >= self._end) or stop_requested():
             raise StopIteration  # the end of a bounded read, or a clean stop (k2.ops.stopping): the sinks then commit
-        batch_size = self.batch_size
+        batches = 1
         if self._degradation is not None:
             self._degradation.maybe_update()
             if self._degradation.paused(self.topic):  # not read now; Kafka keeps it, nothing is lost
                 self._awake = datetime.now(UTC) + PAUSED_POLL
                 self._update_lag()
                 return []
-            batch_size *= self._degradation.batch_factor
-        # Never block the worker: librdkafka prefetches in its own thread, so take what is there now and, when
-        # nothing is, ask Bytewax to come back shortly (a blocking wait here would stall every other step).
+            batches = self._degradation.batch_factor
+        # Never block the worker: the reader reads and validates on its own thread, so take what is ready now and,
+        # when nothing is, ask Bytewax to come back shortly (a blocking wait here would stall every other step).
         started = time.time_ns()  # the read span's start, when there is a batch to trace
-        messages = self._consumer.consume(batch_size, timeout=0)
-        if any(message.error() is not None for message in messages):
-            messages = [m for m in messages if not _end_of_partition(m)]
-        if not messages:
+        batch = self._reader.take(batches)
+        if batch is None:
             self._awake = datetime.now(UTC) + IDLE_POLL  # also wakes the reader for its next tick
             self._update_lag()
             return self._tick_if_due()
         self._awake = None
         self._last_emitted = time.monotonic()
         with tracing.span("read", start_ns=started) as traced:
-            # Column-wise, one pass per field: this runs for every message.
-            offsets = [m.offset() for m in messages]
-            values = [m.value() or b"" for m in messages]
-            timestamps = [m.timestamp()[1] * 1_000 for m in messages]  # ms -> µs
-            batch = RawBatch(self.topic, self.partition, offsets, values, timestamps)
             traced.set_batch(batch)
-        self._next = offsets[-1] + 1
+        self._next = batch.next_offset
         self._update_lag()
         return [batch]
 
@@ -154,8 +125,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         return [tick(self.topic, self.partition)]
 
     def _update_lag(self) -> None:
-        # The high watermark librdkafka cached from its last fetch response: no broker round trip.
-        high = self._consumer.get_watermark_offsets(self._position, cached=True)[1]
+        high = self._reader.cached_high_watermark()
         if high >= 0:  # -1 until the first fetch response
             self._lag.set(max(high - self._next, 0))
 
@@ -166,7 +136,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         return self._next
 
     def close(self) -> None:
-        self._consumer.close()
+        self._reader.close()
 
 
 class KafkaSource(FixedPartitionedSource[RawBatch, int]):
@@ -175,6 +145,8 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
     `idle_tick_seconds`: a partition with nothing to read for this long sends an empty batch (a tick, see
     `k2.model.batch.tick`), and again at this interval while idle; the ingest flow passes its commit interval. None: no
     ticks, only messages.
+    `pipeline`: the flow's steps; given, the compiled reader validates each topic it may (`Pipeline.reader_kind`)
+    as it reads, and the validate step keeps those rows. Without it every message reaches the validate step as bytes.
     """
 
     def __init__(
@@ -188,8 +160,10 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         warmup_messages: int = 0,
         degradation: DegradationManager | None = None,
         idle_tick_seconds: float | None = None,
+        pipeline: Pipeline | None = None,
     ):
         self.bootstrap = bootstrap
+        self.pipeline = pipeline
         self.degradation = degradation
         self.idle_tick_seconds = idle_tick_seconds
         self.warmup_messages = warmup_messages
@@ -216,6 +190,7 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             start = seam - self.warmup_messages if seam > self.warmup_messages else OFFSET_BEGINNING
             reached = seam
         log.info("reading %s from offset %s", for_part, start)
+        pipeline = self.pipeline
         return _PartitionReader(
             self.bootstrap,
             topic,
@@ -226,4 +201,6 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             self.degradation,
             self.idle_tick_seconds,
             reached=reached,
+            kind=None if pipeline is None else pipeline.reader_kind(topic),
+            rules=None if pipeline is None else pipeline.rules,
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
 
 from k2.flow.kafka_source import KafkaSource
+from k2.ingest.pipeline import Pipeline
 from k2.kafka.admin import ensure_topics
 from k2.loaders.synthetic import FeedConfig, SyntheticFeed, feed_batches
 from k2.model.batch import RawBatch
@@ -108,5 +109,6 @@ def source_from_settings(settings: Settings, degradation: DegradationManager | N
             degradation=degradation,
             # an idle stream's dead letters still commit (k2.model.batch.tick)
             idle_tick_seconds=settings.epoch_seconds,
+            pipeline=Pipeline(settings),  # the reader validates as it reads, by the flow's rules
         )
     return SyntheticSource.from_settings(settings)

@@ -168,7 +168,9 @@ def tune_process() -> None:
     default thresholds, decoding spent much of its time in the young-generation collector (benchmarks/report.md,
     "Design measurements: Garbage collection").
 
-    Arrow allocates through jemalloc unless `ARROW_DEFAULT_MEMORY_POOL` says otherwise: the flow allocates and
+    Arrow allocates through jemalloc unless `ARROW_DEFAULT_MEMORY_POOL` says otherwise (the flow's package chooses it
+    before pyarrow loads, `flows/__init__.py`, so Arrow's C++ code uses it too; here only pyarrow's own calls follow
+    when pyarrow was loaded first, e.g. in a benchmark that runs the steps in its own process): the flow allocates and
     frees large Arrow buffers at every commit. mimalloc (pyarrow's default) keeps them, with a higher peak than the
     system allocator. glibc's malloc keeps what a burst took: in the soak (tests/soak) the flow's RSS crept and
     stepped up after every stall, never coming back. jemalloc returns freed pages after a second (Arrow's decay
@@ -180,7 +182,8 @@ def tune_process() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    chosen = os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or "jemalloc"
+    if chosen == "jemalloc" and pa.default_memory_pool().backend_name != "jemalloc":
         try:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
         except NotImplementedError:  # a pyarrow build without jemalloc

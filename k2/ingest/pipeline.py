@@ -16,7 +16,7 @@ from k2.ingest.columnar import ArrowBatch, to_arrow
 from k2.ingest.dedupe import Deduper
 from k2.ingest.mapping import load_mappings
 from k2.ingest.sequence import SequenceTracker
-from k2.ingest.validate import Rules, validate_batch
+from k2.ingest.validate import Rules, validate_batch, with_accepted
 from k2.model.batch import IngestBatch, RawBatch
 from k2.model.schemas import Kind
 from k2.ops.config import Settings
@@ -47,7 +47,10 @@ class Pipeline:
     def validate(self, raw: RawBatch) -> IngestBatch:
         """Wire messages -> exact rows and dead letters; the schema is the topic's (a topic of neither kind makes
         every message a dead letter). Avro/Protobuf messages (Confluent-framed, `k2.formats`) are decoded to K2's
-        JSON form first; a topic with a mapping (`K2_MAPPING`) is mapped to K2's fields; then the exact JSON path."""
+        JSON form first; a topic with a mapping (`K2_MAPPING`) is mapped to K2's fields; then the exact JSON path.
+        Rows the compiled Kafka reader accepted already (`raw.accepted`) are kept; only the rest is validated here."""
+        if raw.accepted is not None:
+            return with_accepted(raw, self.validate)
         if any_framed(raw.values):
             return self.framed.validate(raw, self.kind_of(raw.topic), self._validate_json)
         return self._validate_json(raw, None)
@@ -63,6 +66,11 @@ class Pipeline:
         """What a topic carries: its mapping's kind when it has one, else `kind_for_topic`."""
         mapper = self.mappers.get(topic)
         return mapper.kind if mapper is not None else kind_for_topic(topic, self.settings)
+
+    def reader_kind(self, topic: str) -> Kind | None:
+        """The kind the compiled Kafka reader may validate `topic` as: None for a mapped topic (its messages are
+        mapped to K2's fields first) or a topic of neither kind."""
+        return None if topic in self.mappers else kind_for_topic(topic, self.settings)
 
     def sequence_tracker(self) -> SequenceTracker:
         settings = self.settings

@@ -93,17 +93,57 @@ def validate_batch(raw: RawBatch, kind: Kind, rules: Rules, originals: list[byte
     at = _accepted(len(values), slow)
     rows = RowTable(kind, native if native is not None else rows_table(TABLE_FOR_KIND[kind], []))
     if late_rows:
-        late = RowTable(kind, rows_table(TABLE_FOR_KIND[kind], late_rows))
-        merged_at = at + late_at
-        order = sorted(range(len(merged_at)), key=merged_at.__getitem__)
-        rows = concat([rows, late], order)
-        at = [merged_at[j] for j in order]
+        rows, at = _merged(rows, at, RowTable(kind, rows_table(TABLE_FOR_KIND[kind], late_rows)), late_at)
     kept_ts: list[int] | None = None
     if source_ts is not None:
         kept_ts = [source_ts[i] for i in at]
         rows = rows.with_ingestion_timestamps(kept_ts)
     offsets = source_offsets if len(at) == len(source_offsets) else [source_offsets[i] for i in at]
     return _batch(raw, kind, rows, offsets, kept_ts, dead)
+
+
+def with_accepted(raw: RawBatch, validate: Callable[[RawBatch], IngestBatch]) -> IngestBatch:
+    """A batch the compiled reader validated in part (`raw.accepted`): its rows, and the messages it left taken
+    through `validate` (the pipeline's whole validation: framed, mapped or JSON), merged in offset order."""
+    accepted = raw.accepted
+    assert accepted is not None
+    kind: Kind = accepted.kind  # type: ignore[assignment]
+    left, source_ts = accepted.left, raw.timestamps
+    rows = RowTable(kind, accepted.rows)
+    at = _accepted(len(raw.offsets), left)
+    dead: list[DeadLetter] = []
+    if left:
+        rest = validate(
+            RawBatch(
+                raw.topic,
+                raw.partition,
+                [raw.offsets[i] for i in left],
+                [raw.values[i] for i in left],
+                None if source_ts is None else [source_ts[i] for i in left],
+            )
+        )
+        dead = rest.dead_letters
+        if rest.records:
+            rest_at = [left[i] for i in _positions(rest.source_offsets, rest.offsets)]
+            rows, at = _merged(rows, at, rest.records, rest_at)  # type: ignore[arg-type]
+    kept_ts = None if source_ts is None else [source_ts[i] for i in at]
+    if kept_ts is not None:
+        rows = rows.with_ingestion_timestamps(kept_ts)
+    offsets = raw.offsets if len(at) == len(raw.offsets) else [raw.offsets[i] for i in at]
+    return _batch(raw, kind, rows, offsets, kept_ts, dead)
+
+
+def _positions(all_offsets: list[int], some: list[int]) -> list[int]:
+    """Where each of `some` (ascending, a subset) stands in `all_offsets` (ascending)."""
+    index = {offset: i for i, offset in enumerate(all_offsets)}
+    return [index[offset] for offset in some]
+
+
+def _merged(rows: RowTable, at: list[int], more: RowTable, more_at: list[int]) -> tuple[RowTable, list[int]]:
+    """Two row tables of one batch as one, in the order of their messages' indices `at` and `more_at`."""
+    merged_at = at + more_at
+    order = sorted(range(len(merged_at)), key=merged_at.__getitem__)
+    return concat([rows, more], order), [merged_at[j] for j in order]
 
 
 def _batch(

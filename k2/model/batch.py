@@ -10,12 +10,27 @@ It carries no message and no position: every step passes it on unchanged, and co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from k2.model.schemas import DeadLetter, Kind, Record, Row, SequenceEvent
 
 NO_POSITION = -1  # a tick's `next_offset`: it has reached no position; never compared with a seam
+
+
+class Accepted(msgspec.Struct, gc=False):
+    """The messages of a raw batch the compiled Kafka reader (`k2.kafka.reader`) has validated already.
+
+    `rows` (a pyarrow Table of the kind's data columns, as `k2.ingest.rows.RowTable` holds them) are the batch's
+    messages other than those at `left` (ascending indices), in offset order. An accepted message's value in the
+    raw batch is empty: its bytes were dropped once its row was built. Those at `left` keep their bytes and take the
+    exact path, which gives their verdict and reason.
+    """
+
+    kind: str
+    rows: Any
+    left: list[int]
 
 
 class RawBatch(msgspec.Struct, gc=False):
@@ -26,6 +41,7 @@ class RawBatch(msgspec.Struct, gc=False):
     offsets: list[int]
     values: list[bytes]
     timestamps: list[int] | None = None  # µs; the source records' own timestamps when the source has them
+    accepted: Accepted | None = None  # rows the compiled reader validated already (see `Accepted`)
 
     @property
     def key(self) -> str:

@@ -63,7 +63,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # from Kafka. A snapshot carries the rows of a commit in flight, so fewer snapshots are faster (see
     # k2.flow.recovery) but the soak's RSS crept with 10 s in CI (unexplained): 1 by default.
     snapshot_seconds: int = 1
-    commit_max_rows: int = 2_000_000  # commit before the epoch ends once this many rows are buffered
+    # Commit before the epoch ends once this many rows are buffered. This bounds the flow's memory while it catches
+    # up: a row costs ~0.7 KiB at peak while buffered and committing (sorted, written, held in the recovery state),
+    # and at 50,000 the flow stays under 400 MiB at full speed; raise it for fewer, larger commits where a commit
+    # is slow (a remote catalog) and memory is plentiful (figures: benchmarks/report.md,
+    # "Design measurements: Compiled Kafka reader").
+    commit_max_rows: int = 50_000
     # SIGTERM / Ctrl-C: the sources end and the sinks commit what they hold (k2.ops.stopping); a drain longer than this
     # (a store that is down) ends the process at once, as a crash would: exact all the same, resumed later.
     stop_timeout_seconds: float = 30.0

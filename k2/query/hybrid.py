@@ -1,10 +1,10 @@
 """Fresh data and history as one: the Kafka tail beyond an Iceberg snapshot's seam, processed like the flow.
 
-A `TailFollower` keeps one warm consumer on every partition of the trades and quotes topics (assigned, never a
-consumer group, nothing committed to the cluster). It starts a warm-up window below the committed seams and runs
-every message through the flow's own steps — `validate_batch`, `SequenceTracker`, `Deduper`, `to_arrow` — so its
-sequence and dedupe state at any offset is what the flow's is. It keeps the clean rows at or above the newest seam
-it has been shown, at most `max_messages` of them.
+A `TailFollower` keeps one warm reader on every partition of the trades and quotes topics (the flow's compiled
+reader, `k2.kafka.reader`: assigned, never a consumer group, nothing committed to the cluster). It starts a warm-up
+window below the committed seams and runs every message through the flow's own steps — validation, `SequenceTracker`,
+`Deduper`, `to_arrow` — so its sequence and dedupe state at any offset is what the flow's is. It keeps the clean
+rows at or above the newest seam it has been shown, at most `max_messages` of them.
 
 A realtime query pins one Iceberg snapshot and asks for the rows at or above *that snapshot's* seam: below it
 every message is in Iceberg, at and above it only in the tail. A commit landing during the query changes neither
@@ -21,12 +21,13 @@ from itertools import groupby
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from k2.ingest.columnar import ARROW_SCHEMAS
 from k2.ingest.pipeline import Pipeline
 from k2.kafka.admin import partitions_of
+from k2.kafka.reader import PartitionReader
 from k2.model.batch import RawBatch, position_key
 from k2.ops.config import Settings
 from k2.query.engine import QueryEngine, TailSlice
@@ -34,6 +35,7 @@ from k2.storage.catalog import QUOTES, TABLE_FOR_KIND, TRADES
 from k2.storage.seams import lowest
 
 log = logging.getLogger(__name__)
+IDLE_WAIT = 0.005  # seconds between looks at readers that had nothing ready (they read on their own threads)
 
 
 def committed_seams(engine: QueryEngine) -> dict[str, int]:
@@ -152,7 +154,7 @@ class TailFollower:
     def start(self) -> TailFollower:
         topics = [self.settings.trades_topic, self.settings.quotes_topic]
         self._partitions = partitions_of(self.settings.kafka_bootstrap, topics)
-        pipeline = Pipeline(self.settings)  # one for all partitions: its rules and mapping are read once
+        pipeline = self._pipeline = Pipeline(self.settings)  # one for all partitions: rules and mapping read once
         self._pipelines = {position_key(t, p): PartitionPipeline(pipeline, t) for t, p in self._partitions}
         # Watermarks are asked on the query's thread, all partitions in one request (never the follower's consumer).
         self._admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
@@ -247,77 +249,67 @@ class TailFollower:
     # --- the consumer thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = None
+        readers: dict[str, PartitionReader] = {}
         try:
             seams = self._seams()
             with self._lock:
                 # Everything below the seams at start is in Iceberg for any query from now on: the warm-up
                 # window only rebuilds state, its rows are never kept.
                 self._newest, self._floor = dict(seams), dict(seams)
-            consumer = Consumer(
-                {
-                    "bootstrap.servers": self.settings.kafka_bootstrap,
-                    "group.id": "k2-tail",  # required by librdkafka; nothing is committed
-                    "enable.auto.commit": False,
-                    "fetch.wait.max.ms": 20,
-                    "queued.max.messages.kbytes": 16 * 1024,
-                }
-            )
-            assignment = []
             for topic, partition in self._partitions:
-                seam = seams.get(position_key(topic, partition), 0)
+                key = position_key(topic, partition)
+                # The flow's own reader, validating as it reads (`k2.kafka.reader`).
+                reader = readers[key] = PartitionReader(
+                    self.settings.kafka_bootstrap,
+                    topic,
+                    partition,
+                    batch_size=self.settings.batch_size,
+                    kind=self._pipeline.reader_kind(topic),
+                    rules=self._pipeline.rules,
+                    **{"group.id": "k2-tail", "fetch.wait.max.ms": 20},
+                )
+                low = reader.watermarks()[0]
+                seam = seams.get(key, 0)
                 # As the flow does without recovery state: a window below the seam rebuilds sequence/dedupe state.
-                start = seam - self.warmup if seam > self.warmup else OFFSET_BEGINNING
-                assignment.append(TopicPartition(topic, partition, start))
+                start = max(seam - self.warmup, low)
+                reader.start(start)
                 with self._lock:
-                    self._position[position_key(topic, partition)] = max(start, 0)
-            consumer.assign(assignment)
+                    self._position[key] = start
             while not self._stop.is_set():
                 with self._lock:
                     capped = self._capped()
                 if capped:
                     time.sleep(self.poll_seconds)  # backpressure: wait for a commit to move the seam
                     continue
-                messages = consumer.consume(self.settings.batch_size, timeout=self.poll_seconds)
-                if messages:
-                    self._ingest(messages)
+                taken = [(key, raw) for key, reader in readers.items() if (raw := reader.take()) is not None]
+                for key, raw in taken:
+                    self._ingest(key, raw)
+                if not taken:
+                    self._stop.wait(IDLE_WAIT)
         except BaseException as exc:  # surfaced to the next query, which reports it
             log.exception("tail follower failed")
             self.error = exc
         finally:
-            if consumer is not None:
-                consumer.close()
+            for reader in readers.values():
+                reader.close()
             with self._lock:
                 self._lock.notify_all()
 
-    def _ingest(self, messages: list) -> None:
-        grouped: dict[tuple[str, int], list] = {}
-        for message in messages:
-            if message.error() is None:
-                grouped.setdefault((message.topic(), message.partition()), []).append(message)
-        for (topic, partition), items in grouped.items():
-            key = position_key(topic, partition)
-            raw = RawBatch(
-                topic,
-                partition,
-                [m.offset() for m in items],
-                [m.value() or b"" for m in items],
-                [m.timestamp()[1] * 1_000 for m in items],
-            )
-            rows = self._pipelines[key].process(raw)
-            with self._lock:
-                floor = self._floor.get(key, 0)
-            if rows is not None and rows.num_rows and raw.offsets[0] < floor:
-                rows = rows.filter(pc.greater_equal(rows["source_offset"], floor))
-            # Sorted and indexed here, off the query path; a floor moving meanwhile only keeps a few rows longer
-            # (queries filter by their own seam).
-            part = TailPart(rows) if rows is not None and rows.num_rows else None
-            with self._lock:
-                if part is not None:
-                    parts = self._buffers.setdefault(key, [])
-                    parts.append(part)
-                    if len(parts) >= 32:  # fewer, larger parts: a query slices each of them
-                        self._buffers[key] = [TailPart.merged(parts)]
-                    self._buffered += part.num_rows
-                self._position[key] = raw.next_offset
-                self._lock.notify_all()
+    def _ingest(self, key: str, raw: RawBatch) -> None:
+        rows = self._pipelines[key].process(raw)
+        with self._lock:
+            floor = self._floor.get(key, 0)
+        if rows is not None and rows.num_rows and raw.offsets[0] < floor:
+            rows = rows.filter(pc.greater_equal(rows["source_offset"], floor))
+        # Sorted and indexed here, off the query path; a floor moving meanwhile only keeps a few rows longer
+        # (queries filter by their own seam).
+        part = TailPart(rows) if rows is not None and rows.num_rows else None
+        with self._lock:
+            if part is not None:
+                parts = self._buffers.setdefault(key, [])
+                parts.append(part)
+                if len(parts) >= 32:  # fewer, larger parts: a query slices each of them
+                    self._buffers[key] = [TailPart.merged(parts)]
+                self._buffered += part.num_rows
+            self._position[key] = raw.next_offset
+            self._lock.notify_all()

@@ -59,7 +59,7 @@ class IcebergWriter:
         catalog: Catalog,
         namespace: str,
         *,
-        commit_max_rows: int = 2_000_000,
+        commit_max_rows: int = 50_000,
         commit_interval_seconds: float = 1.0,
         seam_heartbeat_seconds: float = 30.0,
         breaker: CircuitBreaker | None = None,

@@ -1,4 +1,5 @@
-"""Spans per batch (k2.ops.tracing): the real flow's steps, the Kafka reader, the trace file, OTLP/HTTP, no tracing."""
+"""Spans per batch (k2.ops.tracing): the real flow's steps, the trace file, OTLP/HTTP, no tracing (the Kafka reader's
+spans: tests/integration/test_kafka_reader.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import k2.flow.kafka_source
 from k2.model.batch import RawBatch, tick
 from k2.ops import tracing
 from k2.ops.config import ConfigError, load_settings
@@ -73,60 +72,6 @@ def test_the_flow_traces_every_batch_once_per_step_with_its_offset_range(setting
     # one batch goes through the steps in order
     starts = [by[step, 5, "market.trades"].start_ns for step in FLOW_STEPS]
     assert starts == sorted(starts)
-
-
-class _Message:
-    def __init__(self, offset: int):
-        self._offset = offset
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return b"{}"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_767_623_400_000)
-
-    def error(self) -> None:
-        return None
-
-
-class _Consumer:
-    """What `_PartitionReader` asks of librdkafka's consumer; each `consume` returns the next planned poll."""
-
-    polls: ClassVar[list[list[int]]] = []
-
-    def __init__(self, config: dict):
-        self.polls = [list(p) for p in type(self).polls]
-
-    def get_watermark_offsets(self, position, timeout: float | None = None, cached: bool = False) -> tuple[int, int]:
-        return (0, 100)
-
-    def assign(self, positions) -> None:
-        pass
-
-    def consume(self, count: int, timeout: float) -> list[_Message]:
-        return [_Message(o) for o in self.polls.pop(0)] if self.polls else []
-
-    def close(self) -> None:
-        pass
-
-
-def test_the_kafka_reader_traces_each_batch_it_returns_and_no_empty_poll(monkeypatch, memory):
-    monkeypatch.setattr(k2.flow.kafka_source, "Consumer", _Consumer)
-    monkeypatch.setattr(_Consumer, "polls", [range(10), [], range(10, 25), [], [], range(25, 30)])
-    reader = k2.flow.kafka_source._PartitionReader("unused:9092", "market.trades", 3, 0, 100, tail=True)
-    returned = [batch for _ in range(8) for batch in reader.next_batch()]
-    assert [b.offsets[0] for b in returned] == [0, 10, 25]
-
-    reads = [s for s in from_sdk(memory.get_finished_spans()) if s.name == "read"]
-    assert [_position(s) for s in reads] == [
-        ("market.trades", 3, 0, 10, 10),
-        ("market.trades", 3, 10, 25, 15),
-        ("market.trades", 3, 25, 30, 5),
-    ]
-    assert all(s.end_ns >= s.start_ns for s in reads)
 
 
 def test_the_off_path_imports_no_opentelemetry():
