@@ -13,9 +13,7 @@ validation's own reasons (`missing_field:<f>` when the writer's schema lacks a K
 from __future__ import annotations
 
 import io
-
-from confluent_kafka.schema_registry.common.serde import SchemaId
-from confluent_kafka.serialization import SerializationError
+from typing import Any
 
 from k2.ingest.checks import Rejection
 
@@ -55,16 +53,26 @@ def read_header(value: bytes) -> tuple[int, io.BytesIO]:
     """The schema id and the rest of the message (positioned after the id)."""
     if len(value) < HEADER_BYTES:
         raise mismatch("frame", f"{len(value)} bytes: shorter than the {HEADER_BYTES}-byte header")
-    found = SchemaId("AVRO")
+    found = _schema_id("AVRO")
     rest = found.from_bytes(io.BytesIO(value))
     return found.id, rest  # type: ignore[return-value]
 
 
 def read_message_indexes(value: bytes) -> tuple[list[int], io.BytesIO]:
     """A Protobuf frame's message-index list and the payload after it."""
-    found = SchemaId("PROTOBUF")
+    from confluent_kafka.serialization import SerializationError
+
+    found = _schema_id("PROTOBUF")
     try:
         rest = found.from_bytes(io.BytesIO(value))
     except (EOFError, SerializationError) as exc:
         raise mismatch("message_index", exc) from exc
     return found.message_indexes or [0], rest
+
+
+def _schema_id(schema_type: str) -> Any:
+    """confluent-kafka's `SchemaId`, imported on the first framed message: its module pulls in the registry client
+    and its HTTP stack (~0.4 s), which a flow reading only JSON should not pay at every start."""
+    from confluent_kafka.schema_registry.common.serde import SchemaId
+
+    return SchemaId(schema_type)

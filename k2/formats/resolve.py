@@ -18,9 +18,6 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-
 from k2.formats.avro import AvroReader
 from k2.formats.frames import SchemaProblem
 from k2.formats.protobuf import ProtobufReader, files_from_set, files_from_text
@@ -109,6 +106,10 @@ class RegistrySchemas(CachedSource):
     def __init__(self, url: str, breaker: CircuitBreaker | None = None, timeout: float = REGISTRY_TIMEOUT_SECONDS):
         super().__init__()
         self.url = url
+        # Imported here: confluent-kafka's registry client (and its HTTP stack) takes ~0.4 s to import, which a
+        # flow without a registry should not pay at every start.
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
         # The client's own retries off: the breaker retries, with its backoff, state metric and stop.
         self.client = SchemaRegistryClient({"url": url, "timeout": timeout, "max.retries": 0})
         self.breaker = breaker or CircuitBreaker("schema_registry", max_backoff=5.0, on_state=_export_state)
@@ -121,6 +122,8 @@ class RegistrySchemas(CachedSource):
         return reader_for(schema.schema_type, schema.schema_str)
 
     def _fetch(self, schema_id: int):
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
         try:
             schema = self.client.get_schema(schema_id, fmt="serialized")
         except SchemaRegistryError as exc:

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from itertools import compress
+
 from k2.ingest.rows import RowTable, column_of
 from k2.ingest.sequence import SeqClass
 from k2.model.batch import IngestBatch
@@ -92,12 +94,15 @@ class Deduper:
         self.recent.evict()
         if drop:
             batch.duplicate_offsets = batch.duplicate_offsets + [offsets[i] for i in sorted(drop)]
+            keep = [True] * len(classes)  # one mask for every column: `compress` walks it in C
+            for i in drop:
+                keep[i] = False
             if isinstance(records, RowTable):
-                batch.records = records.drop(drop)  # type: ignore[assignment]
+                batch.records = records.keep(keep)  # type: ignore[assignment]
             else:
-                batch.records = [r for i, r in enumerate(records) if i not in drop]
-            batch.offsets = [o for i, o in enumerate(offsets) if i not in drop]
-            batch.classes = [c for i, c in enumerate(classes) if i not in drop]
+                batch.records = list(compress(records, keep))
+            batch.offsets = list(compress(offsets, keep))
+            batch.classes = list(compress(classes, keep))
             if source_ts is not None:
-                batch.source_timestamps = [t for i, t in enumerate(source_ts) if i not in drop]
+                batch.source_timestamps = list(compress(source_ts, keep))
         return batch

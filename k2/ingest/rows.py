@@ -72,12 +72,9 @@ class RowTable(Sequence[Row]):
     def take(self, positions: Sequence[int] | pa.Array) -> RowTable:
         return RowTable(self.kind, self.table.take(positions))
 
-    def drop(self, positions: set[int]) -> RowTable:
-        """Without the rows at `positions`, in the same order."""
-        keep = [True] * len(self)
-        for i in positions:
-            keep[i] = False
-        return RowTable(self.kind, self.table.filter(pa.array(keep, pa.bool_())))
+    def keep(self, mask: list[bool]) -> RowTable:
+        """The rows whose `mask` entry is True, in the same order."""
+        return RowTable(self.kind, self.table.filter(pa.array(mask, pa.bool_())))
 
     def with_ingestion_timestamps(self, source_timestamps: list[int]) -> RowTable:
         """Rows without an `ingestion_timestamp` take their source record's timestamp (µs), one per row."""
