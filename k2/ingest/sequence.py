@@ -16,15 +16,9 @@ import enum
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from k2.ingest.rows import RowTable, column_of
+from k2.ingest.rows import column_of
 from k2.model.batch import IngestBatch
 from k2.model.schemas import SequenceEvent
-
-COLUMN_PATH_MIN_ROWS = 64  # smaller batches take the row loop: the array operations' fixed cost would not pay
 
 
 class SeqClass(enum.IntEnum):
@@ -124,9 +118,6 @@ class SequenceTracker:
         records = batch.records
         if not records:
             return batch
-        if isinstance(records, RowTable) and len(records) >= COLUMN_PATH_MIN_ROWS:
-            batch.classes, batch.sequence_events = self._check_columns(batch, records.table)
-            return batch
         kind = batch.kind
         state_of = self._state.get
         add = classes.append
@@ -163,64 +154,6 @@ class SequenceTracker:
                 event.source_offset = offset
                 events.append(event)
         return batch
-
-    def _check_columns(self, batch: IngestBatch, table: pa.Table) -> tuple[list[int], list[SequenceEvent]]:
-        """`check_batch` on the columns, with the row loop's verdicts and events (property-tested against it).
-
-        Instruments are independent of one another, so the rows are grouped by instrument, each group in offset
-        order. A group whose numbers all follow on from its instrument's state (nearly every group) is settled with
-        array operations; any other group goes through `classify` row by row. Events come out in offset order.
-        """
-        kind, n = batch.kind, table.num_rows
-        sequence = table.column("source_sequence")
-        classes = np.full(n, int(SeqClass.IN_ORDER), dtype=np.int64)
-        sequenced = np.flatnonzero(pc.is_valid(sequence).to_numpy(zero_copy_only=False))
-        if len(sequenced) < n:
-            classes[:] = int(SeqClass.UNSEQUENCED)
-            classes[sequenced] = int(SeqClass.IN_ORDER)
-        if not len(sequenced):
-            return classes.tolist(), []
-        seqs = sequence.fill_null(0).to_numpy()
-        times = table.column("timestamp").cast(pa.int64()).to_numpy()
-        exchange, symbol = table.column("exchange"), table.column("symbol")
-        joined = pc.binary_join_element_wise(exchange, symbol, pa.scalar("\x1f", exchange.type))
-        instrument = pc.dictionary_encode(joined.combine_chunks())
-        codes = instrument.indices.to_numpy()[sequenced]
-        by_instrument = np.argsort(codes, kind="stable")
-        order, grouped = sequenced[by_instrument], codes[by_instrument]  # by instrument, offset order within each
-        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-        counts = np.diff(np.r_[starts, len(order)])
-        firsts = order[starts]
-        keys = [
-            (kind, e, s)
-            for e, s in zip(exchange.take(firsts).to_pylist(), symbol.take(firsts).to_pylist(), strict=True)
-        ]
-        states = [self._state.get(key) for key in keys]
-        # Each row's number if it follows on: the state's next number plus the row's rank in its group.
-        follow_on = np.array([-(2**62) if st is None else st.last + 1 for st in states], dtype=np.int64)
-        rank = np.arange(len(order)) - np.repeat(starts, counts)
-        in_order = seqs[order] == np.repeat(follow_on, counts) + rank
-        settled = np.logical_and.reduceat(in_order, starts)
-        lasts = seqs[order][starts + counts - 1].tolist()
-        newest = np.maximum.reduceat(times[order], starts).tolist()
-        events: list[tuple[int, SequenceEvent]] = []
-        offsets = batch.offsets
-        for g, state in enumerate(states):
-            if settled[g]:
-                state.last = lasts[g]  # type: ignore[union-attr]
-                if newest[g] > state.max_ts:  # type: ignore[union-attr]
-                    state.max_ts = newest[g]  # type: ignore[union-attr]
-                continue
-            for row in order[starts[g] : starts[g] + counts[g]].tolist():
-                cls, event = self.classify(keys[g], int(seqs[row]), int(times[row]))
-                classes[row] = cls
-                if event is not None:
-                    event.source_topic = batch.topic
-                    event.source_partition = batch.partition
-                    event.source_offset = offsets[row]
-                    events.append((offsets[row], event))
-        events.sort(key=lambda item: item[0])
-        return classes.tolist(), [event for _, event in events]
 
 
 def _event(
