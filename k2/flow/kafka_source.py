@@ -62,7 +62,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         """Read `topic`/`partition` from `start`; `reached` is the position the warehouse or the recovery state
         says was read already (at or above `start`, which may be a warm-up window lower). With `kind` and `rules`
         the compiled reader validates as it reads (`k2.kafka.reader`)."""
-        self.topic, self.partition, self.batch_size = topic, partition, batch_size
+        self.topic, self.partition = topic, partition
         self._degradation = degradation
         self._idle_tick_seconds = idle_tick_seconds
         self._last_emitted = time.monotonic()  # the last batch or tick handed to the flow

@@ -76,7 +76,6 @@ def validate_batch(raw: RawBatch, kind: Kind, rules: Rules, originals: list[byte
     else:
         native, slow = _native(values, kind, rules)
     dead: list[DeadLetter] = []
-    source_ts = raw.timestamps
     late_rows: list[Row] = []
     late_at: list[int] = []
     for i in slow:
@@ -87,19 +86,13 @@ def validate_batch(raw: RawBatch, kind: Kind, rules: Rules, originals: list[byte
         else:
             late_rows.append(as_row(outcome))
             late_at.append(i)
-    source_offsets = raw.offsets
     if kind not in _CHECKS:
         return _batch(raw, kind, [], [], None, dead)
     at = _accepted(len(values), slow)
     rows = RowTable(kind, native if native is not None else rows_table(TABLE_FOR_KIND[kind], []))
     if late_rows:
         rows, at = _merged(rows, at, RowTable(kind, rows_table(TABLE_FOR_KIND[kind], late_rows)), late_at)
-    kept_ts: list[int] | None = None
-    if source_ts is not None:
-        kept_ts = [source_ts[i] for i in at]
-        rows = rows.with_ingestion_timestamps(kept_ts)
-    offsets = source_offsets if len(at) == len(source_offsets) else [source_offsets[i] for i in at]
-    return _batch(raw, kind, rows, offsets, kept_ts, dead)
+    return _kept(raw, kind, rows, at, dead)
 
 
 def with_accepted(raw: RawBatch, validate: Callable[[RawBatch], IngestBatch]) -> IngestBatch:
@@ -124,19 +117,21 @@ def with_accepted(raw: RawBatch, validate: Callable[[RawBatch], IngestBatch]) ->
         )
         dead = rest.dead_letters
         if rest.records:
-            rest_at = [left[i] for i in _positions(rest.source_offsets, rest.offsets)]
-            rows, at = _merged(rows, at, rest.records, rest_at)  # type: ignore[arg-type]
-    kept_ts = None if source_ts is None else [source_ts[i] for i in at]
+            index = {raw.offsets[i]: i for i in left}  # a row of the rest -> its message's index in `raw`
+            rows, at = _merged(rows, at, rest.records, [index[o] for o in rest.offsets])  # type: ignore[arg-type]
+    return _kept(raw, kind, rows, at, dead)
+
+
+def _kept(raw: RawBatch, kind: Kind, rows: RowTable, at: list[int], dead: list[DeadLetter]) -> IngestBatch:
+    """The validated batch of `raw`: `rows` came from its messages at `at` (ascending); a row without an ingestion
+    time takes its message's source timestamp."""
+    whole = len(at) == len(raw.offsets)
+    source_ts = raw.timestamps
+    kept_ts = None if source_ts is None else source_ts if whole else [source_ts[i] for i in at]
     if kept_ts is not None:
         rows = rows.with_ingestion_timestamps(kept_ts)
-    offsets = raw.offsets if len(at) == len(raw.offsets) else [raw.offsets[i] for i in at]
+    offsets = raw.offsets if whole else [raw.offsets[i] for i in at]
     return _batch(raw, kind, rows, offsets, kept_ts, dead)
-
-
-def _positions(all_offsets: list[int], some: list[int]) -> list[int]:
-    """Where each of `some` (ascending, a subset) stands in `all_offsets` (ascending)."""
-    index = {offset: i for i, offset in enumerate(all_offsets)}
-    return [index[offset] for offset in some]
 
 
 def _merged(rows: RowTable, at: list[int], more: RowTable, more_at: list[int]) -> tuple[RowTable, list[int]]:
