@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from itertools import compress
 
 from k2.ingest.rows import RowTable, column_of
@@ -82,14 +83,14 @@ class Deduper:
         duplicate, unsequenced = SeqClass.DUPLICATE, SeqClass.UNSEQUENCED
         drop: set[int] = set()
         if duplicate in classes:
-            drop.update(i for i, cls in enumerate(classes) if cls == duplicate)
+            drop.update(_positions(classes, duplicate))
         if unsequenced in classes:
             add = self.recent.add
             ident = "quote_id" if batch.kind == "quote" else "trade_id"
             exchanges, symbols = column_of(records, "exchange"), column_of(records, "symbol")
             idents, timestamps = column_of(records, ident), column_of(records, "timestamp")
-            for i, cls in enumerate(classes):
-                if cls == unsequenced and not add((exchanges[i], symbols[i], idents[i]), timestamps[i]):
+            for i in _positions(classes, unsequenced):
+                if not add((exchanges[i], symbols[i], idents[i]), timestamps[i]):
                     drop.add(i)
         self.recent.evict()
         if drop:
@@ -102,7 +103,19 @@ class Deduper:
             else:
                 batch.records = list(compress(records, keep))
             batch.offsets = list(compress(offsets, keep))
-            batch.classes = list(compress(classes, keep))
+            kept = compress(classes, keep)
+            batch.classes = bytes(kept) if isinstance(classes, bytes) else list(kept)
             if source_ts is not None:
                 batch.source_timestamps = list(compress(source_ts, keep))
         return batch
+
+
+def _positions(classes: Sequence[int], value: int) -> Iterator[int]:
+    """Where `value` is in `classes`, ascending; a search in C for the compiled check's bytes."""
+    if isinstance(classes, bytes):
+        i = classes.find(value)
+        while i >= 0:
+            yield i
+            i = classes.find(value, i + 1)
+    else:
+        yield from (i for i, cls in enumerate(classes) if cls == value)

@@ -15,7 +15,7 @@ from k2.formats.route import FramedDecoder
 from k2.ingest.columnar import ArrowBatch, to_arrow
 from k2.ingest.dedupe import Deduper
 from k2.ingest.mapping import load_mappings
-from k2.ingest.sequence import SequenceTracker
+from k2.ingest.sequence import CompiledSequenceTracker
 from k2.ingest.validate import Rules, validate_batch, with_accepted
 from k2.model.batch import IngestBatch, RawBatch
 from k2.model.schemas import Kind
@@ -72,9 +72,9 @@ class Pipeline:
         mapped to K2's fields first) or a topic of neither kind."""
         return None if topic in self.mappers else kind_for_topic(topic, self.settings)
 
-    def sequence_tracker(self) -> SequenceTracker:
+    def sequence_tracker(self) -> CompiledSequenceTracker:
         settings = self.settings
-        return SequenceTracker(settings.reset_floor, settings.session_gap_us, settings.max_gap_ranges)
+        return CompiledSequenceTracker(settings.reset_floor, settings.session_gap_us, settings.max_gap_ranges)
 
     def deduper(self) -> Deduper:
         return Deduper(self.settings.dedupe_horizon_us, self.settings.dedupe_max_keys)

@@ -73,8 +73,13 @@ class RowTable(Sequence[Row]):
         return RowTable(self.kind, self.table.take(positions))
 
     def keep(self, mask: list[bool]) -> RowTable:
-        """The rows whose `mask` entry is True, in the same order."""
-        return RowTable(self.kind, self.table.filter(pa.array(mask, pa.bool_())))
+        """The rows whose `mask` entry is True, in the same order. Column by column: a table's `filter` took twice as
+        long for the same columns (it goes through `take`)."""
+        keep = pa.array(mask, pa.bool_())
+        table = self.table
+        return RowTable(
+            self.kind, pa.Table.from_arrays([column.filter(keep) for column in table.columns], schema=table.schema)
+        )
 
     def with_ingestion_timestamps(self, source_timestamps: list[int]) -> RowTable:
         """Rows without an `ingestion_timestamp` take their source record's timestamp (µs), one per row."""

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from k2.ingest.rows import column_of
+import k2_native
+import pyarrow as pa
+
+from k2.ingest.rows import RowTable, column_of
 from k2.model.batch import IngestBatch
 from k2.model.schemas import SequenceEvent
 
@@ -154,6 +158,77 @@ class SequenceTracker:
                 event.source_offset = offset
                 events.append(event)
         return batch
+
+
+class CompiledSequenceTracker:
+    """`SequenceTracker`'s rules in compiled code (`k2_native.SequenceTracker`), column-wise: what the flow runs.
+
+    The Python `SequenceTracker` is the reference: the same verdicts, events and state (differential property tests,
+    tests/unit/test_native_sequence.py), so a snapshot of either resumes in the other. The verdicts come as bytes,
+    one `SeqClass` number per record. The Python loop cost a third of a microsecond per message on the flow's one
+    busy thread (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
+    """
+
+    def __init__(self, reset_floor: int = 1, session_gap_us: int = 3_600_000_000, max_gap_ranges: int = 10_000):
+        self._native = k2_native.SequenceTracker(reset_floor, session_gap_us, max_gap_ranges)
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def to_state(self) -> list:
+        return self._native.to_state()
+
+    def load_state(self, state: list) -> None:
+        self._native.load_state(state)
+
+    def open_gaps(self, kind: str, exchange: str, symbol: str) -> list[tuple[int, int]]:
+        return self._native.open_gaps(kind, exchange, symbol)
+
+    def check_batch(self, batch: IngestBatch) -> IngestBatch:
+        """Classify every record of a batch (in offset order) and collect its gap/reset events."""
+        classes = bytearray()
+        events: list[SequenceEvent] = []
+        start = 0
+        for part in _sequence_columns(batch.records):
+            verdicts, found = self._native.check(batch.kind, part)
+            classes += verdicts
+            for index, name, exchange, symbol, session, expected, received, missing, ts, previous in found:
+                events.append(
+                    SequenceEvent(
+                        event=name,
+                        kind=batch.kind,
+                        exchange=exchange,
+                        symbol=symbol,
+                        session=session,
+                        expected_sequence=expected,
+                        received_sequence=received,
+                        missing_count=missing,
+                        timestamp=ts,
+                        previous_timestamp=previous,
+                        source_topic=batch.topic,
+                        source_partition=batch.partition,
+                        source_offset=batch.offsets[start + index],
+                    )
+                )
+            start += part.num_rows
+        batch.classes = bytes(classes)
+        batch.sequence_events = events
+        return batch
+
+
+_CHECKED = ("source_sequence", "exchange", "symbol", "timestamp")
+_CHECKED_TYPES = (pa.int64(), pa.large_string(), pa.large_string(), pa.int64())
+
+
+def _sequence_columns(records: Sequence) -> list[pa.RecordBatch]:
+    """The four columns the check reads, as record batches in order: a `RowTable`'s own chunks (no copy), else
+    built from the row objects."""
+    if isinstance(records, RowTable):
+        return records.table.select(_CHECKED).to_batches()
+    if not records:
+        return []
+    columns = [pa.array(column_of(records, name), type) for name, type in zip(_CHECKED, _CHECKED_TYPES, strict=True)]
+    return [pa.record_batch(columns, names=_CHECKED)]
 
 
 def _event(

@@ -92,7 +92,7 @@ class IngestBatch(msgspec.Struct, gc=False, kw_only=True):
     offsets: list[int]
     source_timestamps: list[int] | None
     dead_letters: list[DeadLetter]
-    classes: list[int] | None = None
+    classes: Sequence[int] | None = None  # a list, or bytes from the compiled check
     sequence_events: list[SequenceEvent] = []
     duplicate_offsets: list[int] = []
 

@@ -5,13 +5,18 @@
 //! no copy) and the indices of the others, which the Python exact path (`k2.ingest.validate`) decodes for its
 //! verdict and reason. A panic becomes a Python exception (the caller then takes the exact path for the batch).
 //!
+//! `SequenceTracker(reset_floor, session_gap_us, max_gap_ranges)` classifies a batch's sequence numbers column-wise
+//! (`sequence`, the twin of `k2.ingest.sequence.SequenceTracker`).
+//!
 //! `Reader(settings, topic, partition)` reads one Kafka topic-partition with librdkafka on a thread of its own and
 //! validates there (`reader`): `take()` hands over finished batches, the offsets and the messages left to Python.
 
 mod columns;
 mod decimal;
 mod message;
+mod py_sequence;
 mod reader;
+mod sequence;
 
 use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -273,6 +278,7 @@ impl Reader {
 fn k2_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_class::<Reader>()?;
+    m.add_class::<py_sequence::SequenceTracker>()?;
     m.add("ReadError", m.py().get_type::<ReadError>())?;
     Ok(())
 }
