@@ -51,7 +51,7 @@ def build_flow(
         # On the path to Iceberg, not beside it: a batch's dead letters are confirmed in the DLQ topic before its
         # rows can be committed, so no seam (from which a restart without recovery state resumes) ever passes a
         # dead letter the topic lacks.
-        clean = op.map("publish_dead_letters", clean, steps.publish_dead_letters(publish_dead_letters))
+        clean = op.flat_map_batch("publish_dead_letters", clean, steps.publish_dead_letters(publish_dead_letters))
     if sequence_event_sink is not None:
         events = op.flat_map("sequence_events", clean, lambda keyed: keyed[1].sequence_events)
         op.output("sequence_event_out", events, sequence_event_sink)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 MB = 1_000_000  # the issues state memory targets in MB
+MIB = 2**20  # ... or in MiB (issue 17)
 
 
 class Source(msgspec.Struct, frozen=True):

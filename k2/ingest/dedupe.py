@@ -94,12 +94,13 @@ class Deduper:
                     drop.add(i)
         self.recent.evict()
         if drop:
-            batch.duplicate_offsets = batch.duplicate_offsets + [offsets[i] for i in sorted(drop)]
-            keep = [True] * len(classes)  # one mask for every column: `compress` walks it in C
-            for i in drop:
+            dropped = sorted(drop)
+            batch.duplicate_offsets = batch.duplicate_offsets + [offsets[i] for i in dropped]
+            keep = [True] * len(classes)  # one mask for the lists: `compress` walks it in C
+            for i in dropped:
                 keep[i] = False
             if isinstance(records, RowTable):
-                batch.records = records.keep(keep)  # type: ignore[assignment]
+                batch.records = records.without(dropped)  # type: ignore[assignment]
             else:
                 batch.records = list(compress(records, keep))
             batch.offsets = list(compress(offsets, keep))

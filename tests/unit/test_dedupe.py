@@ -1,7 +1,8 @@
 import msgspec
+import pytest
 
 from k2.ingest.dedupe import Deduper, RecentKeys
-from k2.ingest.sequence import SequenceTracker
+from k2.ingest.sequence import CompiledSequenceTracker, SequenceTracker
 from k2.ingest.validate import Rules, validate_batch
 from tests.fixtures.market import T0, raw_batch, trade
 
@@ -9,9 +10,9 @@ RULES = Rules(946_684_800_000_000, 4_102_444_800_000_000)
 SECOND = 1_000_000
 
 
-def run(messages, deduper=None, tracker=None):
+def run(messages, deduper=None, tracker=None):  # the Python reference tracker: its verdicts as a list
     batch = validate_batch(raw_batch(messages), "trade", RULES)
-    batch = (tracker or SequenceTracker()).check_batch(batch)
+    batch = (SequenceTracker() if tracker is None else tracker).check_batch(batch)
     return (deduper or Deduper(horizon_us=60 * SECOND, max_keys=1000)).dedupe_batch(batch)
 
 
@@ -81,3 +82,20 @@ def test_dedupe_is_deterministic_and_state_resumes():
     resumed = Deduper(horizon_us=60 * SECOND, max_keys=1000)
     resumed.recent.load_state(msgspec.msgpack.decode(msgspec.msgpack.encode(deduper.recent.to_state())))
     assert run(messages[10:], resumed).records == []
+
+
+@pytest.mark.parametrize("duplicates", [[], [0], [5], [0, 5], [1, 2, 3], [0, 1, 2, 3, 4, 5], [2, 4]])
+def test_duplicates_anywhere_in_a_batch_leave_the_rest_in_order(duplicates):
+    """Six messages with fresh numbers, the ones at `duplicates` repeating the number before them (a repeat of
+    message 0 repeats a number from an earlier batch); the compiled tracker's verdicts (bytes) drive dedupe."""
+    tracker = CompiledSequenceTracker()
+    run([trade(source_sequence=1, trade_id="earlier")], tracker=tracker)
+    numbers, messages = 1, []
+    for i in range(6):
+        numbers += 0 if i in duplicates else 1
+        messages.append(trade(source_sequence=numbers, trade_id=f"t{i}"))
+    batch = run(messages, tracker=tracker)
+    kept = [i for i in range(6) if i not in duplicates]
+    assert [r.trade_id for r in batch.records] == [f"t{i}" for i in kept]
+    assert batch.offsets == kept and list(batch.classes) == [0] * len(kept)
+    assert batch.duplicate_offsets == duplicates
