@@ -2,18 +2,35 @@
 
 pyiceberg 0.12 has no public way to write a `replace` snapshot, to expire many snapshots without rebuilding the
 metadata per id, to append without deep-copying the metadata at every look, to read a manifest list through its
-cache, or to scan and write given data files; the classes and names here do those on top of its internals.
+cache, to scan and write given data files, or to write rows that all fall in one partition without splitting (so
+copying) them first; the classes and names here do those on top of its internals.
 """
 
 from __future__ import annotations
 
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
-from pyiceberg.manifest import ManifestContent, ManifestFile, _manifests
-from pyiceberg.table import Table, TableProperties, Transaction
+import itertools
+import uuid
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import (
+    ArrowScan,
+    _check_pyarrow_schema_compatible,
+    _dataframe_to_data_files,
+    bin_pack_arrow_table,
+    pyarrow_to_schema,
+    write_file,
+)
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile, _manifests
+from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
+from pyiceberg.table import EMPTY_DICT, MAIN_BRANCH, Table, TableProperties, Transaction, WriteTask
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.utils.properties import property_as_int
 
 __all__ = [
     "ArrowScan",
@@ -25,7 +42,56 @@ __all__ = [
 ]
 
 manifests_of_list = _manifests  # (io, manifest list path) -> its ManifestFiles, through pyiceberg's manifest cache
-write_data_files = _dataframe_to_data_files  # (metadata, arrow table, io, write uuid, counter) -> DataFiles
+
+
+def write_data_files(
+    metadata: TableMetadata,
+    df: pa.Table,
+    io: FileIO,
+    write_uuid: uuid.UUID | None = None,
+    counter: itertools.count[int] | None = None,
+) -> Iterable[DataFile]:
+    """pyiceberg's `_dataframe_to_data_files` (a table's rows to data files), without its split when every row falls
+    in one partition: the split filters, so copies, the whole table even then, and a flow's commit (its rows from
+    seconds of one day) always does (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
+    Rows of several partitions, or none, go through pyiceberg's own path."""
+    key = _only_partition(metadata, df)
+    if key is None:
+        return _dataframe_to_data_files(metadata, df, io, write_uuid, counter)
+    counter = counter or itertools.count(0)
+    write_uuid = write_uuid or uuid.uuid4()
+    target_size = property_as_int(
+        metadata.properties,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+    )
+    schema = pyarrow_to_schema(df.schema, metadata.schema().name_mapping, format_version=metadata.format_version)
+    tasks = (
+        WriteTask(write_uuid, next(counter), schema, batches, partition_key=key)
+        for batches in bin_pack_arrow_table(df, target_size)  # type: ignore[arg-type]
+    )
+    return write_file(io, metadata, tasks)
+
+
+def _only_partition(metadata: TableMetadata, df: pa.Table) -> PartitionKey | None:
+    """The partition of every row of `df` when they share one (top-level source columns, no nulls), else None."""
+    spec, schema = metadata.spec(), metadata.schema()
+    if spec.is_unpartitioned() or not df.num_rows:
+        return None
+    values = []
+    for field in spec.fields:
+        name = schema.find_column_name(field.source_id)
+        if name is None or name not in df.column_names:
+            return None
+        column = field.transform.pyarrow_transform(schema.find_field(field.source_id).field_type)(df.column(name))
+        if column.null_count:
+            return None
+        bounds = pc.min_max(column)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low != high:
+            return None
+        values.append(PartitionFieldValue(field=field, value=low))
+    return PartitionKey(field_values=values, partition_spec=spec, schema=schema)
 
 
 class MetadataSharingTransaction(Transaction):
@@ -39,6 +105,17 @@ class MetadataSharingTransaction(Transaction):
         if not self._updates:
             return self._table.metadata
         return super().table_metadata
+
+    def append(
+        self, df: pa.Table, snapshot_properties: dict[str, str] = EMPTY_DICT, branch: str | None = MAIN_BRANCH
+    ) -> None:
+        """`Transaction.append` of an Arrow table, its data files written by `write_data_files`."""
+        metadata = self.table_metadata
+        _check_pyarrow_schema_compatible(metadata.schema(), df.schema, format_version=metadata.format_version)
+        with self._append_snapshot_producer(snapshot_properties, branch=branch) as append_files:
+            if df.num_rows:
+                for data_file in write_data_files(metadata, df, self._table.io, append_files.commit_uuid):
+                    append_files.append_data_file(data_file)
 
 
 class RewriteFiles(_OverwriteFiles):
