@@ -68,7 +68,10 @@ const SIDES: [&str; 4] = ["BUY", "SELL", "SELL_SHORT", "UNKNOWN"];
 
 /// Decode `bytes` as a message of `kind`; `Err` when it is not accepted here.
 pub fn decode(bytes: &[u8], kind: Kind) -> Result<Message<'_>, NotHere> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // One UTF-8 check of the whole message: read from a slice, serde_json checks each raw field again, and a
+    // message the exact path refuses for bad UTF-8 in a field this path skips is left to it, never accepted here.
+    let text = std::str::from_utf8(bytes).map_err(|_| NotHere)?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let message = de
         .deserialize_map(MessageVisitor { kind })
         .map_err(|_| NotHere)?;
