@@ -211,6 +211,11 @@ def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:
     }
 
 
+def open_tables(settings: Settings) -> dict[str, Table]:
+    """The configured warehouse's four tables (created when missing), by name."""
+    return ensure_tables(open_catalog(settings), settings.namespace)
+
+
 def read_table(table: Table, columns: Iterable[str] | None = None) -> pa.Table:
     """The whole current content of a table (tests and small tools; queries go through the query engine)."""
     table = table.refresh()
