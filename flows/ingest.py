@@ -8,6 +8,7 @@ first access (what bytewax.run does), so importing `build_flow` starts no metric
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -100,3 +101,6 @@ def __getattr__(name: str) -> Dataflow:
         built = globals()["flow"] = _flow_from_environment()
         return built
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+gc.enable()  # off while the flow's modules imported (see `flows`); `steps.tune_process` sets the flow's thresholds
