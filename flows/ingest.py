@@ -103,4 +103,7 @@ def __getattr__(name: str) -> Dataflow:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-gc.enable()  # off while the flow's modules imported (see `flows`); `steps.tune_process` sets the flow's thresholds
+# The collector was off while the flow's modules imported (see `flows`). What they created lives as long as the
+# process: frozen, no collection walks it again (as `steps.tune_process` freezes what the flow holds at its start).
+gc.freeze()
+gc.enable()
