@@ -91,8 +91,8 @@ def _open_tables_in_background(settings: Settings) -> Future[dict[str, Table]]:
     """
     opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-open-tables")
     tables = opener.submit(open_tables, settings)
-    opener.submit(import_append)
-    opener.shutdown(wait=False)  # the thread ends once the tables are open
+    opener.submit(import_append)  # then what the first commit would import, while the flow waits on Kafka
+    opener.shutdown(wait=False)  # the thread ends once both are done
     return tables
 
 

@@ -65,6 +65,9 @@ def _partitions(admin: AdminClient, bootstrap: str, topics: Iterable[str], timeo
 
 def _watermarks(admin: AdminClient, partitions: list[tuple[str, int]], timeout: float) -> dict[str, tuple[int, int]]:
     # One request per bound for all partitions; read_committed, as librdkafka's consumers (and so the readers) read.
+    if not partitions:
+        return {}
+
     def ask(spec: OffsetSpec) -> dict[TopicPartition, Future]:
         wanted = {TopicPartition(t, p): spec for t, p in partitions}
         return admin.list_offsets(wanted, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
