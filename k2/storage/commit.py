@@ -105,8 +105,8 @@ def commit_table(
 
 def import_append() -> None:
     """Import ahead what pyiceberg imports in a process's first append (its schema check prints to `rich` tables):
-    imported by the first commit instead, on the committer thread while the flow's thread runs, it took most of
-    that commit's time (benchmarks/report.md, "Design measurements: Flow start-up")."""
+    imported by the first commit instead, on the committer thread while the flow's thread holds the GIL, it took
+    ~0.15 s of that commit's 0.3-0.4 s (benchmarks/report.md, "Design measurements: Flow start-up")."""
     for module in ("rich.console", "rich.table"):
         importlib.import_module(module)
 
