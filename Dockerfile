@@ -17,8 +17,10 @@ RUN pip install --no-cache-dir uv
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY native/pyproject.toml native/Cargo.toml native/Cargo.lock native/
-# Third-party dependencies first (a layer that survives code changes), then the workspace itself.
-RUN uv sync --frozen --no-dev --no-install-workspace --extra postgres
+# Third-party dependencies first (a layer that survives code changes), then the workspace itself. Both compiled to
+# bytecode here: otherwise every new container's first flow start compiles each module it imports (importing the
+# flow took 2.0-2.3 s so, 0.7-0.8 s compiled: benchmarks/report.md, "Design measurements: Flow start-up").
+RUN uv sync --frozen --no-dev --no-install-workspace --extra postgres --compile-bytecode
 COPY native/src native/src
 COPY k2 k2
 COPY flows flows
@@ -26,7 +28,7 @@ COPY api api
 COPY scripts scripts
 COPY --from=page-assets /page/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js \
      api/page/vendor/lightweight-charts.standalone.production.js
-RUN uv sync --frozen --no-dev --extra postgres
+RUN uv sync --frozen --no-dev --extra postgres && .venv/bin/python -m compileall -q k2 flows api
 
 # The image itself: the built environment and the code, without the toolchains.
 FROM python:3.12-slim

@@ -5,8 +5,15 @@ imported, and allocates from it wherever no pool is passed (Parquet writing, Ace
 `k2.flow.steps.tune_process`, the pool only reached pyarrow's Python calls, and the rest went to mimalloc, which
 kept ~80 MiB of a commit's freed memory (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
 So the flow's package chooses jemalloc before anything imports pyarrow; an explicit setting wins.
+
+The cyclic garbage collector is off while the flow's modules import, and what they created is frozen before it is
+turned back on (the last statements of `flows.ingest`): importing them creates ~110,000 objects the collector tracks
+and no garbage (a collection afterwards finds none), and walking them took ~0.15 s of every flow process's start
+(benchmarks/report.md, "Design measurements: Flow start-up").
 """
 
+import gc
 import os
 
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+gc.disable()

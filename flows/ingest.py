@@ -8,12 +8,15 @@ first access (what bytewax.run does), so importing `build_flow` starts no metric
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
+from pyiceberg.table import Table
 
 from k2.flow import steps
 from k2.flow.iceberg_sink import COMMITTER, IcebergSink
@@ -29,6 +32,8 @@ from k2.ops.degrade import degradation_from_settings
 from k2.ops.logs import configure_logging
 from k2.ops.metrics import serve_metrics
 from k2.ops.stopping import install_stop_handlers
+from k2.storage.catalog import open_tables
+from k2.storage.commit import import_append
 
 
 def build_flow(
@@ -68,12 +73,27 @@ def _flow_from_environment() -> Dataflow:
     serve_metrics(settings.metrics_port)  # once per process: `-w 2` workers share it
     steps.tune_process()
     degradation = degradation_from_settings(settings)  # one per process, shared by the sources and the sink
+    tables = _open_tables_in_background(settings)
     return build_flow(
-        source_from_settings(settings, degradation),
+        source_from_settings(settings, degradation, tables=tables.result),
         settings,
-        iceberg_sink=IcebergSink.from_settings(settings, degradation),
+        iceberg_sink=IcebergSink.from_settings(settings, degradation, tables=tables.result),
         publish_dead_letters=dead_letter_publisher(settings),
     )
+
+
+def _open_tables_in_background(settings: Settings) -> Future[dict[str, Table]]:
+    """The warehouse's tables, opened once for the source (its resume positions) and the sink (the writer).
+
+    On a thread of its own: opening the catalog is mostly Python (importing its SQL layer), while the Kafka set-up
+    that runs meanwhile (topics, partitions, the readers' first fetches) mostly waits on the broker, so the flow
+    reaches its first commit sooner (benchmarks/report.md, "Design measurements: Flow start-up").
+    """
+    opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k2-open-tables")
+    tables = opener.submit(open_tables, settings)
+    opener.submit(import_append)  # then what the first commit would import, while the flow waits on Kafka
+    opener.shutdown(wait=False)  # the thread ends once both are done
+    return tables
 
 
 def __getattr__(name: str) -> Dataflow:
@@ -81,3 +101,9 @@ def __getattr__(name: str) -> Dataflow:
         built = globals()["flow"] = _flow_from_environment()
         return built
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# The collector was off while the flow's modules imported (see `flows`). What they created lives as long as the
+# process: frozen, no collection walks it again (as `steps.tune_process` freezes what the flow holds at its start).
+gc.freeze()
+gc.enable()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import partial
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from pyiceberg.table import Table
 
 from k2.ingest.columnar import ArrowBatch
 from k2.ops.config import Settings
@@ -67,8 +68,14 @@ class IcebergSink(FixedPartitionedSink[ArrowBatch, SinkState]):
         self.writer_factory = writer_factory
 
     @classmethod
-    def from_settings(cls, settings: Settings, degradation: DegradationManager | None = None) -> IcebergSink:
-        return cls(partial(writer_from_settings, settings, degradation))
+    def from_settings(
+        cls,
+        settings: Settings,
+        degradation: DegradationManager | None = None,
+        tables: Callable[[], dict[str, Table]] | None = None,
+    ) -> IcebergSink:
+        """The flow's sink on the configured warehouse; its writer takes the tables from `tables` when given."""
+        return cls(partial(writer_from_settings, settings, degradation, tables))
 
     def list_parts(self) -> list[str]:
         return [COMMITTER]

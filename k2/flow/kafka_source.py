@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from k2.ingest.checks import Rules
 from k2.ingest.pipeline import Pipeline
-from k2.kafka.admin import partitions_of
+from k2.kafka.admin import partitions_with_watermarks, watermarks
 from k2.kafka.reader import PartitionReader
 from k2.model.batch import RawBatch, position_key, tick
 from k2.model.schemas import Kind
@@ -53,6 +53,7 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         start: int,
         batch_size: int,
         tail: bool,
+        watermarks: tuple[int, int],
         degradation: DegradationManager | None = None,
         idle_tick_seconds: float | None = None,
         reached: int = 0,
@@ -60,16 +61,15 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         rules: Rules | None = None,
     ):
         """Read `topic`/`partition` from `start`; `reached` is the position the warehouse or the recovery state
-        says was read already (at or above `start`, which may be a warm-up window lower). With `kind` and `rules`
-        the compiled reader validates as it reads (`k2.kafka.reader`)."""
+        says was read already (at or above `start`, which may be a warm-up window lower); `watermarks` the
+        partition's (low, high) offsets now. With `kind` and `rules` the compiled reader validates as it reads
+        (`k2.kafka.reader`)."""
         self.topic, self.partition = topic, partition
         self._degradation = degradation
         self._idle_tick_seconds = idle_tick_seconds
         self._last_emitted = time.monotonic()  # the last batch or tick handed to the flow
-        self._reader = PartitionReader(bootstrap, topic, partition, batch_size=batch_size, kind=kind, rules=rules)
-        low, high = self._reader.watermarks(timeout=10)
+        low, high = watermarks
         if reached > high:
-            self._reader.close()
             raise PositionBeyondTopicEnd(topic, partition, reached, high)
         if reached > low > 0 and start != OFFSET_BEGINNING and start < low:
             log.warning("%s/%s: retention removed part of the warm-up window (%s..%s)", topic, partition, start, low)
@@ -84,7 +84,12 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         self._awake: datetime | None = None
         self._lag = CONSUMER_LAG.labels(topic, str(partition))
         self._lag.set(max(high - start, 0))
-        self._reader.start(start, self._end)
+        self._reader: PartitionReader | None = None
+        # A bounded read with nothing to read gets no consumer: dropping one holds the GIL ~0.1 s (rust-rdkafka
+        # polls its close every 100 ms), a stall of the whole flow for every empty partition at its start.
+        if self._end is None or start < self._end:
+            self._reader = PartitionReader(bootstrap, topic, partition, batch_size=batch_size, kind=kind, rules=rules)
+            self._reader.start(start, self._end)
 
     def next_batch(self) -> list[RawBatch]:
         if (self._end is not None and self._next >= self._end) or stop_requested():
@@ -136,7 +141,8 @@ class _PartitionReader(StatefulSourcePartition[RawBatch, int]):
         return self._next
 
     def close(self) -> None:
-        self._reader.close()
+        if self._reader is not None:
+            self._reader.close()
 
 
 class KafkaSource(FixedPartitionedSource[RawBatch, int]):
@@ -172,9 +178,19 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
         self.batch_size = batch_size
         self.tail = tail
         self._seams: dict[str, int] | None = None
+        self._watermarks: dict[str, tuple[int, int]] = {}
 
     def list_parts(self) -> list[str]:
-        return [position_key(t, p) for t, p in partitions_of(self.bootstrap, self.topics)]
+        # The partitions' watermarks come with the listing (one client, one request per bound for all of them),
+        # for `build_part`, rather than one round trip per partition.
+        self._watermarks = partitions_with_watermarks(self.bootstrap, self.topics)
+        return list(self._watermarks)
+
+    def _watermarks_of(self, topic: str, partition: int) -> tuple[int, int]:
+        """The partition's (low, high) offsets from the listing of this start, else asked now (a part built
+        without a listing: tests)."""
+        listed = self._watermarks.pop(position_key(topic, partition), None)
+        return listed or watermarks(self.bootstrap, [(topic, partition)])[position_key(topic, partition)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
         topic, _, partition = for_part.rpartition("/")
@@ -198,6 +214,7 @@ class KafkaSource(FixedPartitionedSource[RawBatch, int]):
             start,
             self.batch_size,
             self.tail,
+            self._watermarks_of(topic, int(partition)),
             self.degradation,
             self.idle_tick_seconds,
             reached=reached,

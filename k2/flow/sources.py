@@ -7,11 +7,12 @@ flow's commit protocol treats them exactly like Kafka partitions.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
+from pyiceberg.table import Table
 
 from k2.flow.kafka_source import KafkaSource
 from k2.ingest.pipeline import Pipeline
@@ -22,7 +23,7 @@ from k2.model.schemas import Kind
 from k2.ops.config import Settings
 from k2.ops.degrade import DegradationManager
 from k2.ops.stopping import stop_requested
-from k2.storage.seams import start_offsets
+from k2.storage.seams import resume_offsets, start_offsets
 
 
 class _IteratorPartition(StatefulSourcePartition[RawBatch, int]):
@@ -91,9 +92,14 @@ def file_batches(path: Path, topic: str, batch_size: int) -> Iterator[RawBatch]:
             offset += len(values)
 
 
-def source_from_settings(settings: Settings, degradation: DegradationManager | None = None) -> Source[RawBatch]:
+def source_from_settings(
+    settings: Settings,
+    degradation: DegradationManager | None = None,
+    tables: Callable[[], dict[str, Table]] | None = None,
+) -> Source[RawBatch]:
     """The flow's source as configured (`K2_SOURCE`): Kafka (creating its topics when missing), a file, or the
-    synthetic feed."""
+    synthetic feed. Kafka partitions resume from the warehouse's seams: of `tables` when given (the tables opened
+    already), else of the configured warehouse's."""
     if settings.source == "file":
         return FileSource(settings.input_file, settings.input_kind, batch_size=settings.batch_size)
     if settings.source == "kafka":
@@ -102,7 +108,7 @@ def source_from_settings(settings: Settings, degradation: DegradationManager | N
         return KafkaSource(
             settings.kafka_bootstrap,
             [settings.trades_topic, settings.quotes_topic],
-            start_offsets=partial(start_offsets, settings),
+            start_offsets=(lambda: resume_offsets(tables())) if tables else partial(start_offsets, settings),
             batch_size=settings.batch_size,
             tail=settings.kafka_tail,
             warmup_messages=settings.resume_warmup_messages,

@@ -16,17 +16,21 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from k2.formats.avro import AvroReader
 from k2.formats.frames import SchemaProblem
-from k2.formats.protobuf import ProtobufReader, files_from_set, files_from_text
 from k2.ops.breaker import BreakerState, CircuitBreaker
 from k2.ops.metrics import BREAKER_STATE
 
-log = logging.getLogger(__name__)
+# The readers are imported where a schema is loaded: fastavro and protobuf take ~0.1 s to import, which a flow that
+# never sees a framed message should not pay at every start.
+if TYPE_CHECKING:
+    from k2.formats.avro import AvroReader
+    from k2.formats.protobuf import ProtobufReader
 
-Reader = AvroReader | ProtobufReader
+    Reader = AvroReader | ProtobufReader
+
+log = logging.getLogger(__name__)
 REGISTRY_TIMEOUT_SECONDS = 5
 NOT_FOUND = 404
 
@@ -40,6 +44,9 @@ class SchemaSource(Protocol):
 def reader_for(schema_type: str | None, text: str) -> Reader:
     """A reader for a schema as a registry serves it. The type is checked against the text: one registry labels a
     serialized protobuf descriptor as Avro, so a text that is not JSON is tried as protobuf."""
+    from k2.formats.avro import AvroReader
+    from k2.formats.protobuf import ProtobufReader, files_from_text
+
     kind = (schema_type or "AVRO").upper()
     if kind == "PROTOBUF" or (kind == "AVRO" and not text.lstrip().startswith(("{", '"', "["))):
         return ProtobufReader(files_from_text(text))
@@ -83,6 +90,9 @@ class LocalSchemas(CachedSource):
         self.fallback = fallback
 
     def _load(self, schema_id: int) -> Reader:
+        from k2.formats.avro import AvroReader
+        from k2.formats.protobuf import ProtobufReader, files_from_set
+
         base = self.directory / str(schema_id)
         if (path := base.with_suffix(".avsc")).is_file():
             return AvroReader(path.read_text())

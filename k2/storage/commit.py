@@ -7,6 +7,7 @@ breaker (`k2.ops.breaker`), and the check that tells a failed attempt from one t
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import time
@@ -100,6 +101,14 @@ def commit_table(
         extra={"table": name, "rows": data.num_rows, "offsets": seam, "snapshot_id": snapshot_id},
     )
     return result
+
+
+def import_append() -> None:
+    """Import ahead what pyiceberg imports in a process's first append (its schema check prints to `rich` tables):
+    imported by the first commit instead, on the committer thread while the flow's thread holds the GIL, it took
+    ~0.15 s of that commit's 0.3-0.4 s (benchmarks/report.md, "Design measurements: Flow start-up")."""
+    for module in ("rich.console", "rich.table"):
+        importlib.import_module(module)
 
 
 def _current_snapshot_id(table: Table) -> int:

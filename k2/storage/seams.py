@@ -18,7 +18,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from k2.ops.config import Settings
-from k2.storage.catalog import ensure_tables, open_catalog
+from k2.storage.catalog import open_tables
 
 OFFSETS_PROPERTY = "k2.kafka.offsets"
 MESSAGES_PROPERTY = "k2.messages"  # per partition: messages a commit covered
@@ -89,4 +89,4 @@ def resume_offsets(tables: dict[str, Table]) -> dict[str, int]:
 
 def start_offsets(settings: Settings) -> dict[str, int]:
     """The resume positions recorded in the configured warehouse (creating the tables if needed)."""
-    return resume_offsets(ensure_tables(open_catalog(settings), settings.namespace))
+    return resume_offsets(open_tables(settings))

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from k2.ingest.columnar import ArrowBatch
 from k2.model.batch import position_key
@@ -52,13 +53,18 @@ log = logging.getLogger(__name__)
 
 
 class IcebergWriter:
-    """Buffers batches for the four tables and commits them with their source positions."""
+    """Buffers batches for the four tables and commits them with their source positions.
+
+    `tables`: the four tables already opened (`ensure_tables`), e.g. by the flow while its Kafka readers started;
+    without them the writer opens them from `catalog`.
+    """
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: Catalog | None,
         namespace: str,
         *,
+        tables: dict[str, Table] | None = None,
         commit_max_rows: int = 50_000,
         commit_interval_seconds: float = 1.0,
         seam_heartbeat_seconds: float = 30.0,
@@ -68,7 +74,7 @@ class IcebergWriter:
         maintenance_policy: MaintenancePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.tables = ensure_tables(catalog, namespace)
+        self.tables = tables if tables is not None else ensure_tables(catalog, namespace)
         self.commit_max_rows = commit_max_rows
         self.commit_interval_seconds = commit_interval_seconds
         self.seam_heartbeat_seconds = seam_heartbeat_seconds
@@ -354,11 +360,17 @@ class IcebergWriter:
         )
 
 
-def writer_from_settings(settings: Settings, degradation: DegradationManager | None = None) -> IcebergWriter:
-    """The flow's writer: the configured warehouse, commit cadence, breaker and maintenance."""
+def writer_from_settings(
+    settings: Settings,
+    degradation: DegradationManager | None = None,
+    tables: Callable[[], dict[str, Table]] | None = None,
+) -> IcebergWriter:
+    """The flow's writer: the configured warehouse (its tables from `tables` when given), commit cadence, breaker
+    and maintenance."""
     return IcebergWriter(
-        open_catalog(settings),
+        None if tables else open_catalog(settings),
         settings.namespace,
+        tables=tables() if tables else None,
         commit_max_rows=settings.commit_max_rows,
         commit_interval_seconds=settings.epoch_seconds,
         seam_heartbeat_seconds=settings.seam_heartbeat_seconds,
