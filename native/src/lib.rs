@@ -19,6 +19,7 @@ mod reader;
 mod sequence;
 
 use std::ffi::CString;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
@@ -112,7 +113,7 @@ type Taken<'py> = (
 /// One Kafka topic-partition, read by librdkafka and validated on a thread of its own.
 #[pyclass(module = "k2_native")]
 struct Reader {
-    consumer: Arc<KafkaConsumer>,
+    consumer: ManuallyDrop<Arc<KafkaConsumer>>, // dropped off the caller's thread: see `Drop`
     topic: String,
     partition: i32,
     reading: Mutex<Option<Reading>>,
@@ -126,7 +127,7 @@ impl Reader {
         let consumer =
             reader::consumer(&settings).map_err(|e| ReadError::new_err(e.to_string()))?;
         Ok(Reader {
-            consumer: Arc::new(consumer),
+            consumer: ManuallyDrop::new(Arc::new(consumer)),
             topic,
             partition,
             reading: Mutex::new(None),
@@ -194,7 +195,7 @@ impl Reader {
             batch_size: batch_size.max(1),
             validation,
         };
-        let reading = Reading::start(self.consumer.clone(), plan, queued_chunks)
+        let reading = Reading::start(Arc::clone(&self.consumer), plan, queued_chunks)
             .map_err(|e| ReadError::new_err(e.to_string()))?;
         *self.reading.lock().unwrap() = Some(reading);
         Ok(())
@@ -271,6 +272,23 @@ impl Reader {
     fn close(&self, py: Python<'_>) {
         let reading = self.reading.lock().unwrap().take();
         py.detach(move || drop(reading));
+    }
+}
+
+/// Closing a librdkafka consumer waits for its broker threads (about 0.1 s: they notice every 100 ms), and a
+/// Reader is dropped with the GIL held, often by the flow's only busy thread (Bytewax drops a partition once its
+/// bounded read ends): the consumer and the reading thread are let go on a thread of their own instead.
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // SAFETY: `consumer` is taken exactly once, here, and never used after.
+        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
+        let reading = self.reading.get_mut().map(Option::take).unwrap_or(None);
+        let closing = std::thread::Builder::new()
+            .name(format!("k2-close-{}", self.partition))
+            .spawn(move || drop((reading, consumer)));
+        if let Err(error) = closing {
+            eprintln!("k2_native: closing a Kafka reader on this thread ({error})");
+        }
     }
 }
 

@@ -17,7 +17,18 @@ use crate::sequence::{Event, Instrument, Message, Tracker};
 
 /// One gap or reset: (index in the batch, "gap" | "reset", exchange, symbol, session, expected, received, missing,
 /// timestamp, previous timestamp).
-type EventTuple = (usize, &'static str, String, String, i64, i128, i64, i128, i64, i64);
+type EventTuple = (
+    usize,
+    &'static str,
+    String,
+    String,
+    i64,
+    i128,
+    i64,
+    i128,
+    i64,
+    i64,
+);
 
 #[pyclass(module = "k2_native")]
 pub struct SequenceTracker {

@@ -115,7 +115,9 @@ impl Tracker {
                 continue;
             };
             let found = match recent {
-                Some((exchange, symbol, i)) if exchange == m.exchange && symbol == m.symbol => Some(i),
+                Some((exchange, symbol, i)) if exchange == m.exchange && symbol == m.symbol => {
+                    Some(i)
+                }
                 _ => self.find(kind, m.exchange, m.symbol),
             };
             let class = match found {
@@ -124,7 +126,11 @@ impl Tracker {
                     self.classify(i, index, seq, m.timestamp, events)
                 }
                 None => {
-                    let key = (kind.to_string(), m.exchange.to_string(), m.symbol.to_string());
+                    let key = (
+                        kind.to_string(),
+                        m.exchange.to_string(),
+                        m.symbol.to_string(),
+                    );
                     let i = self.insert(key, first_seen(seq, m.timestamp, 0));
                     recent = Some((m.exchange, m.symbol, i));
                     Class::InOrder
@@ -134,7 +140,14 @@ impl Tracker {
         }
     }
 
-    fn classify(&mut self, i: usize, index: usize, seq: i64, ts: i64, events: &mut Vec<Event>) -> Class {
+    fn classify(
+        &mut self,
+        i: usize,
+        index: usize,
+        seq: i64,
+        ts: i64,
+        events: &mut Vec<Event>,
+    ) -> Class {
         let state = &mut self.states[i];
         let last = state.last as i128;
         let wide = seq as i128;
@@ -142,7 +155,16 @@ impl Tracker {
             let class = if wide == last + 1 {
                 Class::InOrder
             } else {
-                events.push(event(index, false, i, state, last + 1, seq, wide - last - 1, ts));
+                events.push(event(
+                    index,
+                    false,
+                    i,
+                    state,
+                    last + 1,
+                    seq,
+                    wide - last - 1,
+                    ts,
+                ));
                 add_gap(state, self.max_gap_ranges, state.last + 1, seq - 1);
                 Class::Gap
             };
