@@ -1,4 +1,4 @@
-"""K2 ingestion: read -> validate -> sequence_check -> dedupe -> publish_dead_letters -> to_arrow -> iceberg.
+"""K2 ingestion: read -> validate -> sequence_check -> dedupe -> to_arrow -> iceberg (+ the DLQ topic).
 
 Run: `python -m bytewax.run flows.ingest` (settings from `K2_*` environment variables). Wiring only: every step is
 a function from `k2/` (the steps from `k2.ingest.pipeline`, their Bytewax wrappers from `k2.flow`). Every item is
@@ -9,7 +9,6 @@ first access (what bytewax.run does), so importing `build_flow` starts no metric
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import bytewax.operators as op
@@ -19,13 +18,12 @@ from bytewax.outputs import Sink
 from pyiceberg.table import Table
 
 from k2.flow import steps
-from k2.flow.iceberg_sink import COMMITTER, IcebergSink
+from k2.flow.iceberg_sink import COMMITTER, DeadLetterTopic, IcebergSink
 from k2.flow.sources import source_from_settings
 from k2.ingest.columnar import to_arrow
 from k2.ingest.pipeline import Pipeline
 from k2.kafka.producer import dead_letter_publisher
 from k2.model.batch import RawBatch
-from k2.model.schemas import DeadLetter
 from k2.ops import tracing
 from k2.ops.config import Settings, load_settings
 from k2.ops.degrade import degradation_from_settings
@@ -41,9 +39,13 @@ def build_flow(
     settings: Settings,
     *,
     iceberg_sink: Sink | None = None,
-    publish_dead_letters: Callable[[list[DeadLetter]], None] | None = None,
+    dead_letter_topic: DeadLetterTopic | None = None,
     sequence_event_sink: Sink | None = None,
 ) -> Dataflow:
+    """The flow's graph. Without `iceberg_sink`, the sink on `settings`' warehouse, which sends dead letters to
+    `dead_letter_topic` (the DLQ) and confirms them before it commits (`k2.flow.iceberg_sink`)."""
+    if iceberg_sink is not None and dead_letter_topic is not None:
+        raise ValueError("give the DLQ topic to the Iceberg sink: it confirms dead letters before committing")
     pipeline = Pipeline(settings)  # the steps' rules and state bounds
     flow = Dataflow("k2_ingest")
     raw = op.input("read", flow, source)
@@ -52,16 +54,11 @@ def build_flow(
     checked = op.stateful("sequence_check", by_partition, steps.sequence_check(pipeline))
     clean = op.stateful("dedupe", checked, steps.dedupe(pipeline))
     op.inspect("observe", clean, steps.observe)
-    if publish_dead_letters is not None:
-        # On the path to Iceberg, not beside it: a batch's dead letters are confirmed in the DLQ topic before its
-        # rows can be committed, so no seam (from which a restart without recovery state resumes) ever passes a
-        # dead letter the topic lacks.
-        clean = op.flat_map_batch("publish_dead_letters", clean, steps.publish_dead_letters(publish_dead_letters))
     if sequence_event_sink is not None:
         events = op.flat_map("sequence_events", clean, lambda keyed: keyed[1].sequence_events)
         op.output("sequence_event_out", events, sequence_event_sink)
     arrow = op.map("to_arrow", clean, lambda keyed: (COMMITTER, to_arrow(keyed[1])))
-    op.output("iceberg", arrow, iceberg_sink or IcebergSink.from_settings(settings))
+    op.output("iceberg", arrow, iceberg_sink or IcebergSink.from_settings(settings, dead_letters=dead_letter_topic))
     return flow
 
 
@@ -77,8 +74,9 @@ def _flow_from_environment() -> Dataflow:
     return build_flow(
         source_from_settings(settings, degradation, tables=tables.result),
         settings,
-        iceberg_sink=IcebergSink.from_settings(settings, degradation, tables=tables.result),
-        publish_dead_letters=dead_letter_publisher(settings),
+        iceberg_sink=IcebergSink.from_settings(
+            settings, degradation, tables=tables.result, dead_letters=dead_letter_publisher(settings)
+        ),
     )
 
 

@@ -18,7 +18,6 @@ from bytewax.operators import StatefulLogic
 
 from k2.ingest.pipeline import Pipeline
 from k2.model.batch import IngestBatch, RawBatch
-from k2.model.schemas import DeadLetter
 from k2.ops import tracing
 from k2.ops.metrics import record_batch
 
@@ -103,23 +102,6 @@ def validate(pipeline: Pipeline) -> Callable[[RawBatch], IngestBatch]:
             traced.set("rows", len(batch.records))
             traced.set("dead_letters", len(batch.dead_letters))
         return batch
-
-    return step
-
-
-def publish_dead_letters(
-    publish: Callable[[list[DeadLetter]], None],
-) -> Callable[[list[tuple[str, IngestBatch]]], list[tuple[str, IngestBatch]]]:
-    """The step that hands the dead letters of the batches that arrived together to `publish` (which returns once
-    they are delivered), then passes the batches on. One wait for all of them: each wait is a round trip to the
-    broker, and with a dead letter in most batches one per batch held the flow's thread up (benchmarks/report.md,
-    "Design measurements: Compiled Kafka reader")."""
-
-    def step(items: list[tuple[str, IngestBatch]]) -> list[tuple[str, IngestBatch]]:
-        dead_letters = [dead for _, batch in items for dead in batch.dead_letters]
-        if dead_letters:
-            publish(dead_letters)
-        return items
 
     return step
 

@@ -40,6 +40,7 @@ class ArrowBatch(msgspec.Struct, gc=False, kw_only=True):
     source_offsets: list[int]  # every message the batch consumed, ascending
     duplicate_offsets: list[int]
     tables: dict[str, pa.Table]  # only the tables this batch has rows for
+    dead_letters: list[DeadLetter] = []  # as `tables[DEAD_LETTERS]`, for the DLQ topic
 
     @property
     def first_offset(self) -> int:
@@ -67,6 +68,7 @@ def to_arrow(batch: IngestBatch) -> ArrowBatch:
         source_offsets=batch.source_offsets,
         duplicate_offsets=batch.duplicate_offsets,
         tables=tables,
+        dead_letters=batch.dead_letters,
     )
 
 

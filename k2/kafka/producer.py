@@ -90,18 +90,21 @@ def instrument_key(value: bytes) -> bytes | None:
 
 
 class DeadLetterPublisher:
-    """Dead letters to the DLQ topic with reason and source position in headers; returns once every delivery is
-    confirmed (raises `DeliveryError` otherwise, and the flow stops rather than commit past them).
+    """Dead letters to the DLQ topic with reason and source position in headers: `send` hands them to the producer,
+    `confirm` returns once every one sent is delivered (raises `DeliveryError` otherwise, and the flow stops rather
+    than commit past them). The flow's committer confirms before each commit and each recovery snapshot
+    (`k2.flow.iceberg_sink`), so the wait for the broker is paid once per commit, not once per batch.
 
     At least once: a restart may send a dead letter again (the `dead_letters` table is the exactly-once record).
-    One per process; the producer is thread-safe, so `-w 2` workers share it.
+    One per process; the producer is thread-safe.
     """
 
     def __init__(self, bootstrap: str, topic: str):
         self.topic = topic
         self.producer = CheckedProducer(make_producer(bootstrap))
+        self._unconfirmed = 0
 
-    def __call__(self, dead_letters: list[DeadLetter]) -> None:
+    def send(self, dead_letters: list[DeadLetter]) -> None:
         for dead in dead_letters:
             headers = [
                 ("k2.reason", dead.reason.encode()),
@@ -111,13 +114,23 @@ class DeadLetterPublisher:
                 ("k2.detail", dead.detail.encode()[:1_000]),
             ]
             self.producer.produce(self.topic, dead.raw, instrument_key(dead.raw), headers)
-        if dead_letters:
-            try:
-                self.producer.flush()
-            except DeliveryError:
-                DLQ_MESSAGES.labels("failed").inc(len(dead_letters))
-                raise
-            DLQ_MESSAGES.labels("delivered").inc(len(dead_letters))
+        self._unconfirmed += len(dead_letters)
+
+    def confirm(self) -> None:
+        if not self._unconfirmed:
+            return
+        sent, self._unconfirmed = self._unconfirmed, 0
+        try:
+            self.producer.flush()
+        except DeliveryError:
+            DLQ_MESSAGES.labels("failed").inc(sent)
+            raise
+        DLQ_MESSAGES.labels("delivered").inc(sent)
+
+    def __call__(self, dead_letters: list[DeadLetter]) -> None:
+        """Send and confirm."""
+        self.send(dead_letters)
+        self.confirm()
 
 
 def dead_letter_publisher(settings: Settings) -> DeadLetterPublisher | None:

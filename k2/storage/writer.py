@@ -72,9 +72,11 @@ class IcebergWriter:
         degradation: DegradationManager | None = None,
         maintenance_every_commits: int = 0,
         maintenance_policy: MaintenancePolicy | None = None,
+        before_commit: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.tables = tables if tables is not None else ensure_tables(catalog, namespace)
+        self.before_commit = before_commit  # runs before any commit is handed over (the DLQ's confirmation)
         self.commit_max_rows = commit_max_rows
         self.commit_interval_seconds = commit_interval_seconds
         self.seam_heartbeat_seconds = seam_heartbeat_seconds
@@ -189,6 +191,8 @@ class IcebergWriter:
             self._last_commit[name] = now
         self._buffered_rows = sum(t.num_rows for parts in self._buffers.values() for t in parts)
         if jobs:
+            if self.before_commit is not None:
+                self.before_commit()
             while len(self._inflight) >= MAX_PENDING_COMMITS:
                 self._join(self._inflight[0][0])
             self._inflight.append((self._committer.submit(self._commit_tables, jobs), jobs))

@@ -60,7 +60,7 @@ def test_a_feed_lands_in_iceberg_as_its_frames_said(name, tmp_path, kafka_bootst
     runner = asyncio.run(play())
     assert not runner.publisher.failed and runner.publisher.buffered == 0
     settings = kafka_settings(tmp_path, kafka_bootstrap, trades_topic, quotes_topic, dlq)
-    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
+    run_main(build_flow(source_from_settings(settings), settings, dead_letter_topic=dead_letter_publisher(settings)))
     landed = read_landed(settings)
     exchange = name.upper()
 

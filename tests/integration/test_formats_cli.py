@@ -56,7 +56,7 @@ def test_register_then_produce_writes_with_the_registered_schemas(
         assert frames == {b"\x00" + ids[f"{topic}-value"].to_bytes(4, "big")}  # the ids `register` printed
 
     settings = kafka_settings(tmp_path, kafka_bootstrap, trades, quotes, dlq, schema_registry_url=schema_registry_url)
-    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
+    run_main(build_flow(source_from_settings(settings), settings, dead_letter_topic=dead_letter_publisher(settings)))
     landed = read_landed(settings)
     kept = sum(landed.tables[name].num_rows for name in (TRADES, QUOTES, DEAD_LETTERS))
     assert kept + sum(landed.duplicates.values()) == 3000  # nothing sent before the schemas were registered

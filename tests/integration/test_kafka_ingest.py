@@ -27,7 +27,7 @@ def produce_feed(settings, feed: SyntheticFeed) -> None:
 
 
 def run_flow(settings) -> None:
-    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
+    run_main(build_flow(source_from_settings(settings), settings, dead_letter_topic=dead_letter_publisher(settings)))
 
 
 def read_topic(bootstrap: str, topic: str) -> list:

@@ -52,7 +52,7 @@ def test_a_vendor_topic_lands_exactly_through_kafka(tmp_path, kafka_bootstrap, k
     bad = b'{"pair": "XBT/USD0", "price": 1}'  # no id, no time, no side: a dead letter
     publish(kafka_bootstrap, [(trades, m["pair"].encode(), v.encode()) for m, v in zip(sent, values, strict=True)])
     publish(kafka_bootstrap, [(trades, b"XBT/USD0", bad)])
-    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
+    run_main(build_flow(source_from_settings(settings), settings, dead_letter_topic=dead_letter_publisher(settings)))
 
     landed = read_landed(settings)
     rows = landed.tables[TRADES]

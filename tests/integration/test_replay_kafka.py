@@ -23,7 +23,7 @@ def settings_for(tmp_path, bootstrap, namespace, trades, quotes, dlq):
 
 
 def run_flow(settings) -> None:
-    run_main(build_flow(source_from_settings(settings), settings, publish_dead_letters=dead_letter_publisher(settings)))
+    run_main(build_flow(source_from_settings(settings), settings, dead_letter_topic=dead_letter_publisher(settings)))
 
 
 def business_rows(table, columns) -> list[bytes]:

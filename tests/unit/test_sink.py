@@ -6,7 +6,9 @@ import threading
 import pyarrow as pa
 import pytest
 
+from k2.flow.iceberg_sink import IcebergSink
 from k2.ingest.validate import Rules
+from k2.kafka.producer import DeliveryError
 from k2.storage.catalog import DEAD_LETTERS, TRADES, open_catalog, read_table
 from k2.storage.seams import committed_offsets, resume_offsets, summed_property
 from k2.storage.writer import IcebergWriter
@@ -194,3 +196,74 @@ def test_a_resend_below_the_data_seam_still_lands_its_dead_letters(settings):
     assert dead == [1]
     assert sorted(trades) == [0, 2, 3, 4, 5]
     assert summed_property(second.tables[TRADES], "k2.messages") == {"market.trades/0": 6}
+
+
+class _DeadLetterTopic:
+    """A DLQ topic that records, at each confirmation, what was sent so far and what the trades table held then;
+    `fail` makes every confirmation fail, as an undeliverable dead letter does."""
+
+    def __init__(self, settings, fail: bool = False):
+        self.settings, self.fail = settings, fail
+        self.sent: list[int] = []
+        self.confirmed: list[tuple[list[int], list[int]]] = []  # (offsets sent, trades' committed offsets)
+
+    def send(self, dead_letters) -> None:
+        self.sent += [dead.source_offset for dead in dead_letters]
+
+    def confirm(self) -> None:
+        trades = open_catalog(self.settings).load_table((self.settings.namespace, TRADES))
+        committed = [] if trades.current_snapshot() is None else read_table(trades, ["source_offset"])
+        self.confirmed.append((list(self.sent), sorted(committed["source_offset"].to_pylist()) if committed else []))
+        if self.fail:
+            raise DeliveryError("1 undelivered, 0 failed: []")
+
+
+def _committer(settings, topic, **kwargs):
+    return IcebergSink(lambda: writer(settings, **kwargs), dead_letters=topic).build_part("iceberg", "iceberg", None)
+
+
+def test_dead_letters_are_confirmed_before_the_commit_that_passes_them(settings):
+    topic = _DeadLetterTopic(settings)
+    committer = _committer(settings, topic, commit_max_rows=3)  # the batch's rows start a commit at once
+    committer.write_batch([_batch_with_dead_letter(0, 6)])
+    committer.close()
+    assert topic.sent == [1]
+    sent, committed = topic.confirmed[0]
+    assert sent == [1] and committed == []  # confirmed before any row of the batch was committed
+    assert sorted(read_table(committer.writer.tables[TRADES], ["source_offset"])["source_offset"].to_pylist()) == [
+        0,
+        2,
+        3,
+        4,
+        5,
+    ]
+
+
+def test_an_epoch_state_is_taken_only_once_its_dead_letters_are_confirmed(settings):
+    topic = _DeadLetterTopic(settings)
+    committer = _committer(settings, topic, commit_interval_seconds=3600)
+    committer.write_batch([_batch_with_dead_letter(0, 6)])  # a writer's first rows commit at once
+    committer.write_batch([_batch_with_dead_letter(6, 6)])  # these wait for the epoch's end
+    assert topic.sent == [1, 7] and [sent for sent, _ in topic.confirmed] == [[1]]
+    state = committer.snapshot()
+    assert topic.confirmed[-1][0] == [1, 7] and state is not None
+    committer.close()
+
+
+def test_a_dead_letter_not_delivered_stops_every_commit(settings):
+    topic = _DeadLetterTopic(settings, fail=True)
+    committer = _committer(settings, topic, commit_max_rows=3)
+    with pytest.raises(DeliveryError):
+        committer.write_batch([_batch_with_dead_letter(0, 6)])
+    assert committer.writer.tables[TRADES].refresh().current_snapshot() is None  # nothing committed past it
+
+
+def test_a_resent_batch_sends_only_the_dead_letters_above_their_seam(settings):
+    first = _committer(settings, _DeadLetterTopic(settings))
+    first.write_batch([_batch_with_dead_letter(0, 6)])
+    first.close()  # the dead letter at offset 1 is committed
+    topic = _DeadLetterTopic(settings)
+    again = _committer(settings, topic)
+    again.write_batch([_batch_with_dead_letter(0, 6), _batch_with_dead_letter(6, 6)])
+    again.close()
+    assert topic.sent == [7]
