@@ -25,6 +25,7 @@ from pyiceberg.io.pyarrow import (
 )
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile, _manifests
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
+from pyiceberg.schema import Schema
 from pyiceberg.table import EMPTY_DICT, MAIN_BRANCH, Table, TableProperties, Transaction, WriteTask
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import SnapshotRefType
@@ -65,12 +66,32 @@ def write_data_files(
         TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
         TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
     )
-    schema = pyarrow_to_schema(df.schema, metadata.schema().name_mapping, format_version=metadata.format_version)
+    schema = _task_schema(metadata, df.schema)
     tasks = (
         WriteTask(write_uuid, next(counter), schema, batches, partition_key=key)
         for batches in bin_pack_arrow_table(df, target_size)  # type: ignore[arg-type]
     )
     return write_file(io, metadata, tasks)
+
+
+# A table's writes carry the same few Arrow schemas commit after commit: checked and converted once each (together
+# ~5 ms of pyiceberg's Python per commit, on the committer thread that sets the flow's pace when it catches up).
+_TASK_SCHEMAS: dict[tuple[str, int, int, pa.Schema], Schema] = {}
+
+
+def _task_schema(metadata: TableMetadata, arrow_schema: pa.Schema) -> Schema:
+    """The Iceberg schema of rows in `arrow_schema` written to the table of `metadata`, once pyiceberg's check
+    that they fit its current schema has passed (it raises otherwise)."""
+    key = (metadata.table_uuid.hex, metadata.current_schema_id, metadata.format_version, arrow_schema)
+    found = _TASK_SCHEMAS.get(key)
+    if found is None:
+        table_schema = metadata.schema()
+        _check_pyarrow_schema_compatible(table_schema, arrow_schema, format_version=metadata.format_version)
+        found = pyarrow_to_schema(arrow_schema, table_schema.name_mapping, format_version=metadata.format_version)
+        if len(_TASK_SCHEMAS) >= 64:  # a process writes few tables; bounded all the same
+            _TASK_SCHEMAS.clear()
+        _TASK_SCHEMAS[key] = found
+    return found
 
 
 def _only_partition(metadata: TableMetadata, df: pa.Table) -> PartitionKey | None:
@@ -111,7 +132,7 @@ class MetadataSharingTransaction(Transaction):
     ) -> None:
         """`Transaction.append` of an Arrow table, its data files written by `write_data_files`."""
         metadata = self.table_metadata
-        _check_pyarrow_schema_compatible(metadata.schema(), df.schema, format_version=metadata.format_version)
+        _task_schema(metadata, df.schema)  # checks that the rows fit the table's schema first
         with self._append_snapshot_producer(snapshot_properties, branch=branch) as append_files:
             if df.num_rows:
                 for data_file in write_data_files(metadata, df, self._table.io, append_files.commit_uuid):

@@ -65,3 +65,16 @@ def test_an_append_through_the_transaction_reads_back_every_row(settings):
     assert table.current_snapshot().summary["k2.test"] == "1"
     assert table.current_snapshot().summary["added-data-files"] == "2"  # two days, two files
     assert rows.schema == ARROW_SCHEMAS[TRADES]
+
+
+def test_rows_that_do_not_fit_the_table_are_refused_every_time(settings):
+    """The schema check is done once per Arrow schema, and a schema that failed it fails again (never cached)."""
+    table = ensure_tables(open_catalog(settings), settings.namespace)[TRADES]
+    rows = trades([T0])
+    wrong = rows.set_column(rows.schema.get_field_index("price"), "price", pa.array(["1.5"], pa.large_string()))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Mismatch in fields"), MetadataSharingTransaction(table) as transaction:
+            transaction.append(wrong)
+    with MetadataSharingTransaction(table) as transaction:
+        transaction.append(rows)  # the table's own schema still goes through
+    assert read_table(table.refresh(), ["trade_id"]).num_rows == 1
