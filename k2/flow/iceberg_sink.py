@@ -7,7 +7,7 @@ The committer also sends each batch's dead letters to the DLQ topic (`DeadLetter
 before any commit and before its snapshot, so no seam (from which a restart without recovery state resumes) and no
 recovery state ever passes a dead letter the topic lacks. Done here, in the one process that commits, the wait for
 the broker comes once per commit; a step that confirmed every batch's dead letters before passing it on held the
-flow's thread up at each (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
+flow's thread up at each (benchmarks/report.md, "Design measurements: Flow thread and committer").
 """
 
 from __future__ import annotations

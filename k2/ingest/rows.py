@@ -76,7 +76,7 @@ class RowTable(Sequence[Row]):
         """The rows other than those at `positions` (ascending), in the same order: the runs between them as
         zero-copy slices. A filter copied every column of the batch to drop its few duplicates, the costliest step
         of the flow's thread; the commit's sort copies the rows once anyway (benchmarks/report.md,
-        "Design measurements: Compiled Kafka reader")."""
+        "Design measurements: Flow thread and committer")."""
         table, runs, start = self.table, [], 0
         for position in positions:
             if position > start:

@@ -166,7 +166,7 @@ class CompiledSequenceTracker:
     The Python `SequenceTracker` is the reference: the same verdicts, events and state (differential property tests,
     tests/unit/test_native_sequence.py), so a snapshot of either resumes in the other. The verdicts come as bytes,
     one `SeqClass` number per record. The Python loop cost a third of a microsecond per message on the flow's one
-    busy thread (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
+    busy thread (benchmarks/report.md, "Design measurements: Flow thread and committer").
     """
 
     def __init__(self, reset_floor: int = 1, session_gap_us: int = 3_600_000_000, max_gap_ranges: int = 10_000):

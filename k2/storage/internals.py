@@ -54,7 +54,7 @@ def write_data_files(
 ) -> Iterable[DataFile]:
     """pyiceberg's `_dataframe_to_data_files` (a table's rows to data files), without its split when every row falls
     in one partition: the split filters, so copies, the whole table even then, and a flow's commit (its rows from
-    seconds of one day) always does (benchmarks/report.md, "Design measurements: Compiled Kafka reader").
+    seconds of one day) always does (benchmarks/report.md, "Design measurements: Flow thread and committer").
     Rows of several partitions, or none, go through pyiceberg's own path."""
     key = _only_partition(metadata, df)
     if key is None:
