@@ -88,14 +88,14 @@ class SequenceTracker:
                 state.max_ts = ts
             return SeqClass.IN_ORDER, None
         if seq > last:
-            event = _event("gap", key, state, expected=last + 1, received=seq, missing=seq - last - 1, ts=ts)
+            event = _event("gap", key, state.session, last + 1, seq, seq - last - 1, ts, state.max_ts)
             self._add_gap(state, last + 1, seq - 1)
             state.last = seq
             if ts > state.max_ts:
                 state.max_ts = ts
             return SeqClass.GAP, event
         if ts > state.max_ts and (seq <= self.reset_floor or ts - state.max_ts >= self.session_gap_us):
-            event = _event("reset", key, state, expected=last + 1, received=seq, missing=0, ts=ts)
+            event = _event("reset", key, state.session, last + 1, seq, 0, ts, state.max_ts)
             self._state[key] = _first_seen(seq, ts, session=state.session + 1)
             return SeqClass.RESET, event
         if _take_from_gaps(state, seq):
@@ -153,10 +153,7 @@ class SequenceTracker:
             cls, event = self.classify(key, seq, ts)
             add(cls)
             if event is not None:
-                event.source_topic = batch.topic
-                event.source_partition = batch.partition
-                event.source_offset = offset
-                events.append(event)
+                events.append(_placed(event, batch, offset))
         return batch
 
 
@@ -193,23 +190,8 @@ class CompiledSequenceTracker:
             verdicts, found = self._native.check(batch.kind, part)
             classes += verdicts
             for index, name, exchange, symbol, session, expected, received, missing, ts, previous in found:
-                events.append(
-                    SequenceEvent(
-                        event=name,
-                        kind=batch.kind,
-                        exchange=exchange,
-                        symbol=symbol,
-                        session=session,
-                        expected_sequence=expected,
-                        received_sequence=received,
-                        missing_count=missing,
-                        timestamp=ts,
-                        previous_timestamp=previous,
-                        source_topic=batch.topic,
-                        source_partition=batch.partition,
-                        source_offset=batch.offsets[start + index],
-                    )
-                )
+                event = _event(name, (batch.kind, exchange, symbol), session, expected, received, missing, ts, previous)
+                events.append(_placed(event, batch, batch.offsets[start + index]))
             start += part.num_rows
         batch.classes = bytes(classes)
         batch.sequence_events = events
@@ -232,24 +214,40 @@ def _sequence_columns(records: Sequence) -> list[pa.RecordBatch]:
 
 
 def _event(
-    name: str, key: tuple[str, str, str], state: _Instrument, *, expected: int, received: int, missing: int, ts: int
+    name: str,
+    key: tuple[str, str, str],
+    session: int,
+    expected: int,
+    received: int,
+    missing: int,
+    ts: int,
+    previous_ts: int,
 ) -> SequenceEvent:
+    """A gap or reset event (fields in the order of the compiled tracker's event tuples), without its position."""
     kind, exchange, symbol = key
     return SequenceEvent(
         event=name,  # type: ignore[arg-type]
         kind=kind,
         exchange=exchange,
         symbol=symbol,
-        session=state.session,
+        session=session,
         expected_sequence=expected,
         received_sequence=received,
         missing_count=missing,
         timestamp=ts,
-        previous_timestamp=state.max_ts,
+        previous_timestamp=previous_ts,
         source_topic="",
         source_partition=-1,
         source_offset=-1,
     )
+
+
+def _placed(event: SequenceEvent, batch: IngestBatch, offset: int) -> SequenceEvent:
+    """`event` at the source position of the message at `offset` of `batch`."""
+    event.source_topic = batch.topic
+    event.source_partition = batch.partition
+    event.source_offset = offset
+    return event
 
 
 def _first_seen(seq: int, ts: int, session: int) -> _Instrument:

@@ -127,11 +127,6 @@ class DeadLetterPublisher:
             raise
         DLQ_MESSAGES.labels("delivered").inc(sent)
 
-    def __call__(self, dead_letters: list[DeadLetter]) -> None:
-        """Send and confirm."""
-        self.send(dead_letters)
-        self.confirm()
-
 
 def dead_letter_publisher(settings: Settings) -> DeadLetterPublisher | None:
     """The DLQ publisher for a flow reading Kafka (other sources have no DLQ topic)."""

@@ -29,7 +29,7 @@ from k2.ops.breaker import CircuitBreaker
 from k2.ops.config import Settings
 from k2.ops.degrade import DegradationManager
 from k2.ops.memory import MemoryReleaser
-from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TABLE_FOR_KIND, TRADES, ensure_tables, open_catalog
+from k2.storage.catalog import DEAD_LETTERS, QUOTES, SEQUENCE_GAPS, TABLE_FOR_KIND, TRADES, ensure_tables, open_tables
 from k2.storage.commit import CommitResult, commit_breaker, commit_table, export_breaker_state
 from k2.storage.maintenance import MaintenancePolicy, maintain
 from k2.storage.pending import PendingSnapshot, decode_state
@@ -372,9 +372,9 @@ def writer_from_settings(
     """The flow's writer: the configured warehouse (its tables from `tables` when given), commit cadence, breaker
     and maintenance."""
     return IcebergWriter(
-        None if tables else open_catalog(settings),
+        None,
         settings.namespace,
-        tables=tables() if tables else None,
+        tables=tables() if tables else open_tables(settings),
         commit_max_rows=settings.commit_max_rows,
         commit_interval_seconds=settings.epoch_seconds,
         seam_heartbeat_seconds=settings.seam_heartbeat_seconds,

@@ -65,6 +65,8 @@ def test_dead_letters_delivered_to_the_dlq_topic_are_counted(kafka_bootstrap, ka
         for offset in range(3)
     ]
     publish = DeadLetterPublisher(kafka_bootstrap, topic)
-    publish(letters)
-    publish([])
+    publish.send(letters)
+    publish.confirm()
+    publish.send([])
+    publish.confirm()
     assert REGISTRY.get_sample_value("k2_kafka_dlq_messages_total", {"outcome": "delivered"}) - before == 3
