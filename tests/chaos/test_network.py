@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOPICS = {"trade": "market.trades", "quote": "market.quotes"}
 PARTITION_SECONDS = 15.0
 MAX_STARTS = 4
-THROTTLE_BYTES_PER_SECOND = 400_000  # the flow reads ~13 MB: ~30 s, so the partition falls mid-run
+THROTTLE_BYTES_PER_SECOND = 400_000  # the whole link, every connection together: the partition falls mid-run
 
 
 def committed(settings: Settings) -> int:
@@ -93,6 +93,33 @@ def test_proxy_delays_holds_and_resets_bytes():
             assert proxy.mode is Mode.DROP and proxy.stats.reset == 1
 
 
+def test_proxy_throttle_caps_all_connections_together():
+    """The throttle is the link's: two connections share its rate, however many a client opens."""
+    payload = b"x" * 100_000
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+
+        def sink(count: int) -> None:
+            for _ in range(count):
+                conn, _ = server.accept()
+                threading.Thread(target=lambda c=conn: c.recv(1) and c.sendall(payload), daemon=True).start()
+
+        with TcpProxy(server.getsockname()[1]).start() as proxy:
+            proxy.throttle(200_000)
+            threading.Thread(target=sink, args=(2,), daemon=True).start()
+            clients = [socket.create_connection(("127.0.0.1", proxy.port), timeout=10) for _ in range(2)]
+            began = time.monotonic()
+            for client in clients:
+                client.sendall(b"go")
+            for client in clients:
+                received = 0
+                while received < len(payload):
+                    received += len(client.recv(65536))
+                client.close()
+            # 200 kB at 200 kB/s: at least ~1 s (less the first chunk), where two separate caps would take 0.5 s.
+            assert time.monotonic() - began >= 0.6
+
+
 @pytest.mark.slow
 def test_flow_survives_latency_resets_and_a_partition_exactly_once(tmp_path):
     began = time.monotonic()
@@ -117,8 +144,8 @@ def test_flow_survives_latency_resets_and_a_partition_exactly_once(tmp_path):
         publish(bootstrap, ((TOPICS[k], key, value) for k, key, value in feed.messages()))
         total = feed.stats.sent
         published = time.monotonic() - began
-        # A slow link from here on: the flow needs well over the chaos phase to read everything (about 13 MB
-        # cross the proxy), however fast the machine, so the partition always falls mid-run.
+        # A slow link from here on, shared by all the flow's connections (one per partition): the flow needs well
+        # over the chaos phase to read everything, however fast the machine, so the partition always falls mid-run.
         proxy.throttle(THROTTLE_BYTES_PER_SECOND)
         settings = load_settings({}, data_dir=str(tmp_path / "k2"), kafka_bootstrap=bootstrap)
         env = {
