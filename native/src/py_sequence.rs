@@ -124,7 +124,9 @@ impl SequenceTracker {
         batch: &Bound<'py, PyAny>,
     ) -> PyResult<(Bound<'py, PyBytes>, Vec<EventTuple>)> {
         let batch = RecordBatch::from_pyarrow_bound(batch)?;
-        let (classes, events) = check_batch(&mut self.tracker, kind, &batch)?;
+        // The columns are Rust's own now: the check runs without the GIL, so the committer's Python runs meanwhile.
+        let tracker = &mut self.tracker;
+        let (classes, events) = py.detach(|| check_batch(tracker, kind, &batch))?;
         let found = events
             .into_iter()
             .map(|e| {

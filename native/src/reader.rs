@@ -13,7 +13,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -193,10 +193,7 @@ impl Reading {
 
     /// The next queued event, without waiting; `None` when none is ready or the reading has ended.
     pub fn next(&self) -> Option<Event> {
-        match self.chunks.as_ref()?.try_recv() {
-            Ok(event) => Some(event),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.chunks.as_ref()?.try_recv().ok() // empty, or the reading has ended
     }
 
     pub fn stop(&mut self) {
