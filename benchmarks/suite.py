@@ -31,7 +31,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], str]] = {
     "kafka_ingest": (
         "kafka_ingest.py",
         [],
-        ["--messages", "20000", "--rate", "2000", "--rate-seconds", "3"],
+        ["--messages", "20000", "--rate", "2000", "--rate-seconds", "3", "--runs", "1", "--warmup", "0"],
         "--out",
     ),
     "queryable_latency": ("queryable_latency.py", [], ["--rate", "2000", "--seconds", "3"], "--out"),
