@@ -56,9 +56,9 @@ TABLE_PROPERTIES = {
     # A column's dictionary is given up (plain encoding from there on) once it passes this size: the low-cardinality
     # columns (exchange, symbol, side...) stay dictionary-encoded, while ids, times, offsets and prices, all but
     # unique, stop paying for a dictionary that only grew the file. pyiceberg's 2 MiB kept them all in one, which
-    # made writing slower and files larger (benchmarks/report.md,
-    # "Design measurements: Flow thread and committer").
-    "write.parquet.dict-size-bytes": str(64 * 1024),
+    # made writing slower and files larger; 32 KiB wrote faster and smaller than 64 KiB (benchmarks/report.md,
+    # "Design measurements: Flow thread and committer", "Design measurements: Parquet dictionary size").
+    "write.parquet.dict-size-bytes": str(32 * 1024),
     "format-version": "2",
 }
 

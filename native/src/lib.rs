@@ -123,9 +123,17 @@ struct Reader {
 #[pymethods]
 impl Reader {
     #[new]
-    fn new(settings: Vec<(String, String)>, topic: String, partition: i32) -> PyResult<Self> {
-        let consumer =
-            reader::consumer(&settings).map_err(|e| ReadError::new_err(e.to_string()))?;
+    fn new(
+        py: Python<'_>,
+        settings: Vec<(String, String)>,
+        topic: String,
+        partition: i32,
+    ) -> PyResult<Self> {
+        // Creating a consumer and assigning it (`start`) wait on librdkafka's threads: without the GIL, so the
+        // flow's other start-up work (opening the tables on a thread of its own) goes on meanwhile.
+        let consumer = py
+            .detach(|| reader::consumer(&settings))
+            .map_err(|e| ReadError::new_err(e.to_string()))?;
         Ok(Reader {
             consumer: ManuallyDrop::new(Arc::new(consumer)),
             topic,
@@ -169,6 +177,7 @@ impl Reader {
     #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
+        py: Python<'_>,
         start: i64,
         end: Option<i64>,
         kind: Option<&str>,
@@ -195,7 +204,9 @@ impl Reader {
             batch_size: batch_size.max(1),
             validation,
         };
-        let reading = Reading::start(Arc::clone(&self.consumer), plan, queued_chunks)
+        let consumer = Arc::clone(&self.consumer);
+        let reading = py
+            .detach(|| Reading::start(consumer, plan, queued_chunks))
             .map_err(|e| ReadError::new_err(e.to_string()))?;
         *self.reading.lock().unwrap() = Some(reading);
         Ok(())
