@@ -8,10 +8,10 @@
 (c) produce -> committed latency at a steady rate with a 1 s epoch: a message counts as committed at the time of the
     first snapshot whose seam passes its offset.
 
-(k) and (b) run in pairs, kcat then the flow, so both see the same machine: first `--warmup` discarded pairs (the
-broker, a JVM, serves the flow's many small fetches slower until it has warmed up: a just-started one read 8-12%
-slower in the design measurements), then `--runs` measured pairs. The report gives each one's median run (the flow's
-peak RSS: the highest of its runs) and keeps every run.
+(k) and (b) run in pairs, kcat then the flow, so both see the same machine: first `--warmup` pairs that do not count
+(the broker, a JVM, serves the flow's many small fetches slower until its hot paths are compiled, over several runs:
+benchmarks/report.md, "Design measurements: Flow thread and committer"), then `--runs` measured pairs. The report
+gives each one's median run (the flow's peak RSS: the highest of its runs) and keeps every run, warm-up included.
 
     uv run python benchmarks/kafka_ingest.py                       # 1,000,000 messages, 100k msg/s for 10 s
     uv run python benchmarks/kafka_ingest.py --messages 50000 --rate-seconds 5   # quick check
@@ -251,7 +251,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100_000)
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3, help="measured kcat + flow pairs (the median is reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="kcat + flow pairs run first and discarded")
+    parser.add_argument("--warmup", type=int, default=3, help="kcat + flow pairs run first, not counted")
     parser.add_argument("--out", type=Path, default=REPORT)
     args = parser.parse_args()
     tune_process()
@@ -267,6 +267,7 @@ def main() -> None:
         print(f"(a) plain consume + decode + validate: {plain:,.0f} msg/s", flush=True)
         kcat_runs: list[float | None] = []
         flow_runs: list[dict[str, float]] = []
+        warmup_runs: list[dict[str, float | None]] = []
         for run in range(args.warmup + args.runs):
             measured = run >= args.warmup
             label = f"run {run - args.warmup + 1}" if measured else "warm-up"
@@ -283,6 +284,8 @@ def main() -> None:
             if measured:
                 kcat_runs.append(kcat)
                 flow_runs.append({"msgs_per_s": flow, "peak_rss_bytes": rss, **steady})
+            else:
+                warmup_runs.append({"kcat_msgs_per_s": kcat, "msgs_per_s": flow, "peak_rss_bytes": rss})
         kcat = None if None in kcat_runs else statistics.median(kcat_runs)  # type: ignore[type-var]
         median_run = sorted(flow_runs, key=lambda r: r["msgs_per_s"])[len(flow_runs) // 2]
         flow, steady = median_run["msgs_per_s"], median_run
@@ -306,7 +309,7 @@ def main() -> None:
         "flow_peak_rss_bytes": rss,
         "flow_first_commit_s": steady["first_commit_s"],  # process start (imports, catalog, consumers) + a commit
         "flow_msgs_per_s_after_first_commit": steady["msgs_per_s_after_first_commit"],
-        "warmup_runs": args.warmup,
+        "warmup_runs": warmup_runs,
         "kcat_runs_msgs_per_s": kcat_runs,
         "flow_runs": flow_runs,
         "latency": latency,
