@@ -45,6 +45,12 @@ SIDE_TABLE_INTERVALS = 10  # side tables commit every this many commit intervals
 # Handed to the committer thread and not done yet; one more makes the flow wait. One bounds memory (a commit's
 # rows are held until it is done) and pushes back on the source when Iceberg is slower than the feed.
 MAX_PENDING_COMMITS = 1
+# While the committer is still busy with the commit before, a full buffer keeps filling up to this many times
+# `commit_max_rows` instead of making the flow wait: catching up on a backlog, the flow's thread keeps working and
+# commits come fewer and larger. At a steady rate the committer is idle when the buffer fills, so commits keep their
+# size; more growth held more memory for little more speed (benchmarks/report.md,
+# "Design measurements: Commits that grow while the committer is busy").
+BUSY_COMMIT_GROWTH = 1.25
 EPOCH_END_SLACK = 0.25  # no timed commit within this share of an interval before the next epoch end is due
 
 Job = tuple[str, list[pa.Table], dict[str, int], dict[str, tuple[int, int]]]  # table, rows, seam, counts
@@ -132,7 +138,10 @@ class IcebergWriter:
             self.degradation.maybe_update()
             interval *= self.degradation.commit_interval_factor
         interval_over = now - self._last_flush >= interval and not self._epoch_end_near(now)
-        if self._buffered_rows >= self.commit_max_rows or interval_over:
+        full = self._buffered_rows >= self.commit_max_rows
+        if full and not interval_over and self._committer_busy():
+            full = self._buffered_rows >= self.commit_max_rows * BUSY_COMMIT_GROWTH
+        if full or interval_over:
             self.commit(side_tables=False, wait=False)
 
     def _buffer(self, batch: ArrowBatch) -> None:
@@ -305,6 +314,10 @@ class IcebergWriter:
             )
         while self._inflight and self._inflight[0][0].done():
             self._join(self._inflight[0][0])
+
+    def _committer_busy(self) -> bool:
+        """True while a commit handed over is still running (or waiting to)."""
+        return any(not future.done() for future, _ in self._inflight)
 
     def _join(self, future: Future | None = None) -> None:
         if future is None:

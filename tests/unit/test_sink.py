@@ -98,6 +98,24 @@ def _held_writer(settings, gate, crash: bool):
     return w
 
 
+def test_a_full_buffer_grows_while_the_committer_is_busy_and_lands_as_one_commit(settings):
+    gate = threading.Event()
+    w = _held_writer(settings, gate, crash=False)
+    w.commit_max_rows = 10
+    try:
+        w.write(arrow_batch(0, 10))  # a writer's first rows are handed over at once; the committer holds them
+        w.write(arrow_batch(10, 10))  # full, but the committer is busy: buffered, the flow's thread does not wait
+        assert w._buffered_rows == 10 and not gate.is_set()
+    finally:
+        gate.set()  # a failed check never leaves the committer held
+    w.write(arrow_batch(20, 5))  # 15 rows, past 1.25 times the size: handed over (after the commit before, if need be)
+    w.close()
+    table = w.tables[TRADES]
+    added = [int(s.summary["added-records"]) for s in table.snapshots() if s.summary.get("added-records")]
+    assert added == [10, 15]
+    assert sorted(read_table(table, ["source_offset"])["source_offset"].to_pylist()) == list(range(25))
+
+
 def test_an_epoch_ends_without_waiting_and_its_state_commits_what_was_lost(settings):
     gate = threading.Event()
     first = _held_writer(settings, gate, crash=True)
