@@ -45,11 +45,9 @@ SIDE_TABLE_INTERVALS = 10  # side tables commit every this many commit intervals
 # Handed to the committer thread and not done yet; one more makes the flow wait. One bounds memory (a commit's
 # rows are held until it is done) and pushes back on the source when Iceberg is slower than the feed.
 MAX_PENDING_COMMITS = 1
-# While the committer is still busy with the commit before, a full buffer keeps filling up to this many times
-# `commit_max_rows` instead of making the flow wait: catching up on a backlog, the flow's thread keeps working and
-# commits come fewer and larger. At a steady rate the committer is idle when the buffer fills, so commits keep their
-# size; more growth held more memory for little more speed (benchmarks/report.md,
-# "Design measurements: Commits that grow while the committer is busy").
+# While the commit before is still running, a full buffer keeps filling up to this many times `commit_max_rows`
+# rather than holding the flow's thread up; at a steady rate the committer is idle by then and commits keep their
+# size (benchmarks/report.md, "Design measurements: Commits that grow while the committer is busy").
 BUSY_COMMIT_GROWTH = 1.25
 EPOCH_END_SLACK = 0.25  # no timed commit within this share of an interval before the next epoch end is due
 
@@ -121,10 +119,9 @@ class IcebergWriter:
     def write(self, batch: ArrowBatch) -> None:
         """Buffer what a batch adds above the seams, then commit if the buffer is large or the interval is over.
 
-        A tick (an empty batch: the source is idle, see `k2.model.batch.tick`) buffers nothing and moves no position; it
-        only runs the timed commit, which takes the side tables once they are due and records lagging seams (the
-        heartbeat), so an idle stream's dead letters and gap events still reach Iceberg.
-        """
+        A tick (an empty batch: the source is idle, `k2.model.batch.tick`) buffers nothing and moves no position; it
+        only runs the timed commit, which takes the side tables once due and records lagging seams (the heartbeat),
+        so an idle stream's dead letters and gap events still reach Iceberg."""
         if self._failure is not None:
             self._join()
         if batch.source_offsets:
@@ -138,10 +135,8 @@ class IcebergWriter:
             self.degradation.maybe_update()
             interval *= self.degradation.commit_interval_factor
         interval_over = now - self._last_flush >= interval and not self._epoch_end_near(now)
-        full = self._buffered_rows >= self.commit_max_rows
-        if full and not interval_over and self._committer_busy():
-            full = self._buffered_rows >= self.commit_max_rows * BUSY_COMMIT_GROWTH
-        if full or interval_over:
+        growth = BUSY_COMMIT_GROWTH if not interval_over and self._committer_busy() else 1
+        if self._buffered_rows >= self.commit_max_rows * growth or interval_over:
             self.commit(side_tables=False, wait=False)
 
     def _buffer(self, batch: ArrowBatch) -> None:
@@ -219,10 +214,9 @@ class IcebergWriter:
         """At a Bytewax epoch end: hand the data tables over without waiting, and return what may not be in Iceberg
         (see `pending_state`). Side tables keep their own cadence: their buffered rows ride in the state.
 
-        Always, even under pressure (a degradation level stretching the commit interval only spaces the timed
-        commits inside a long epoch): rows deferred past an epoch end would ride in every recovery snapshot
-        until committed, so a backlog (catching up after a crash is exactly when the lag is high) grew the state
-        without bound while the committed position stood still, and each restart started further behind.
+        Always, even under pressure (a stretched commit interval only spaces the timed commits inside an epoch):
+        rows deferred past an epoch end rode in every recovery snapshot until committed, so a backlog grew the
+        state without bound while the committed position stood still, each restart starting further behind.
         """
         self._epoch_ends = [*self._epoch_ends[-1:], self._clock()]
         with tracing.span("snapshot") as traced:
@@ -316,8 +310,7 @@ class IcebergWriter:
             self._join(self._inflight[0][0])
 
     def _committer_busy(self) -> bool:
-        """True while a commit handed over is still running (or waiting to)."""
-        return any(not future.done() for future, _ in self._inflight)
+        return any(not future.done() for future, _ in self._inflight)  # a commit handed over is not done
 
     def _join(self, future: Future | None = None) -> None:
         if future is None:
