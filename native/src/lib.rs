@@ -203,6 +203,7 @@ impl Reader {
             end,
             batch_size: batch_size.max(1),
             validation,
+            failpoint: reader::Failpoint::from_env(),
         };
         let consumer = Arc::clone(&self.consumer);
         let reading = py

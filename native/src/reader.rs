@@ -114,11 +114,14 @@ impl Gathered {
     }
 
     /// Validated: the accepted rows, and the rest kept as bytes.
-    fn into_chunk(self, validation: Option<Validation>) -> Chunk {
+    fn into_chunk(self, validation: Option<Validation>, failpoint: Option<Failpoint>) -> Chunk {
         let values = self.values();
         let (rows, left, failure) = match validation {
             None => (None, (0..values.len() as u32).collect(), None),
             Some(v) => match catch_unwind(AssertUnwindSafe(|| {
+                if matches!(failpoint, Some(Failpoint::ValidationPanic)) {
+                    panic!("failpoint: validation panics");
+                }
                 crate::validate_all(&values, v.kind, &v.rules)
             })) {
                 Ok(Ok((batch, left))) => (Some(batch), left, None),
@@ -142,6 +145,27 @@ impl Gathered {
     }
 }
 
+/// A fault a test injects through `K2_NATIVE_FAILPOINT`, read when a reading starts (never set in production):
+/// `reader-panic-at:<offset>` panics the reading thread once it has gathered that offset; `validation-panic` panics
+/// inside every chunk's validation. Both must end as the caller expects: a `ReadError`, or every message of the
+/// chunk left to the exact path; never a crash.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Failpoint {
+    ReaderPanicAt(i64),
+    ValidationPanic,
+}
+
+impl Failpoint {
+    pub fn from_env() -> Option<Self> {
+        let value = std::env::var("K2_NATIVE_FAILPOINT").ok()?;
+        if value == "validation-panic" {
+            return Some(Failpoint::ValidationPanic);
+        }
+        let offset = value.strip_prefix("reader-panic-at:")?.parse().ok()?;
+        Some(Failpoint::ReaderPanicAt(offset))
+    }
+}
+
 /// Where and how to read.
 pub struct Plan {
     pub topic: String,
@@ -150,6 +174,7 @@ pub struct Plan {
     pub end: Option<i64>, // stop after the message before this offset (a bounded read); None: follow the tail
     pub batch_size: usize,
     pub validation: Option<Validation>,
+    pub failpoint: Option<Failpoint>,
 }
 
 /// The reading thread and the queue of its chunks.
@@ -232,7 +257,7 @@ fn read(consumer: &KafkaConsumer, plan: &Plan, sender: &SyncSender<Event>, stop:
                 }
                 Some(Err(error)) => {
                     if gathered.len() > 0 {
-                        let chunk = gathered.into_chunk(plan.validation);
+                        let chunk = gathered.into_chunk(plan.validation, plan.failpoint);
                         if sender.send(Event::Chunk(chunk)).is_err() {
                             return;
                         }
@@ -251,6 +276,9 @@ fn read(consumer: &KafkaConsumer, plan: &Plan, sender: &SyncSender<Event>, stop:
                     let millis = message.timestamp().to_millis().unwrap_or(-1);
                     gathered.timestamps_us.push(millis.saturating_mul(1_000));
                     next = message.offset() + 1;
+                    if let Some(Failpoint::ReaderPanicAt(at)) = plan.failpoint {
+                        assert!(next <= at, "failpoint: the reader panics at offset {at}");
+                    }
                     timeout = Duration::ZERO;
                     if plan.end.is_some_and(|end| next >= end) {
                         break;
@@ -262,7 +290,9 @@ fn read(consumer: &KafkaConsumer, plan: &Plan, sender: &SyncSender<Event>, stop:
             continue;
         }
         if sender
-            .send(Event::Chunk(gathered.into_chunk(plan.validation)))
+            .send(Event::Chunk(
+                gathered.into_chunk(plan.validation, plan.failpoint),
+            ))
             .is_err()
         {
             return; // the caller has stopped reading

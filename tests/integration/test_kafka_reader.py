@@ -2,7 +2,8 @@
 
 Oracle: the messages this test writes. The reader's batches, through the pipeline's validation, give exactly the rows,
 offsets and dead letters of the same bytes read by confluent-kafka and validated whole in Python; every offset is
-taken once and in order; a reader left untaken waits without losing anything; a Kafka error is raised.
+taken once and in order; a reader left untaken waits without losing anything; a Kafka error is raised; a panic
+injected in the reading thread or in validation (`K2_NATIVE_FAILPOINT`) is an error or the exact path, never a crash.
 """
 
 from __future__ import annotations
@@ -78,6 +79,18 @@ def _take_all(reader: PartitionReader, count: int) -> list[RawBatch]:
         else:
             batches.append(batch)
     return batches
+
+
+def _take_into(reader: PartitionReader, taken: list[RawBatch]) -> None:
+    """Take batches into `taken` until the reader raises (fails the test after 60 s without an error)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        batch = reader.take()
+        if batch is None:
+            time.sleep(0.005)
+        else:
+            taken.append(batch)
+    pytest.fail("the reader raised no error in 60 s")
 
 
 @pytest.mark.parametrize("kind", ["trade", "quote"])
@@ -168,3 +181,43 @@ def test_the_flows_reader_traces_each_batch_it_returns_and_no_empty_poll(kafka_b
     fields = ("topic", "partition", "first_offset", "next_offset", "messages")
     expected = [(topic, 0, b.offsets[0], b.next_offset, len(b.offsets)) for b in returned]
     assert [tuple(s.get(k) for k in fields) for s in reads] == expected
+
+
+def test_a_panic_in_the_reading_thread_is_a_read_error_and_loses_nothing(kafka_bootstrap, kafka_topic, monkeypatch):
+    topic = kafka_topic(prefix="reader-trades")
+    messages = [wire(trade(trade_id=f"p{i}", source_sequence=i + 1)) for i in range(1_000)]
+    publish(kafka_bootstrap, ((topic, b"k", value) for value in messages))
+    pipeline = Pipeline(load_settings({}))
+    monkeypatch.setenv("K2_NATIVE_FAILPOINT", "reader-panic-at:600")  # read when the reading starts
+    reader = PartitionReader(kafka_bootstrap, topic, 0, batch_size=100, kind="trade", rules=pipeline.rules).start(0)
+    monkeypatch.delenv("K2_NATIVE_FAILPOINT")
+    taken: list[RawBatch] = []
+    with pytest.raises(ReadError, match="panicked"):
+        _take_into(reader, taken)  # what was read before the panic is taken first, then the error
+    reader.close()
+    delivered = [o for b in taken for o in b.offsets]
+    assert delivered == list(range(len(delivered))) and 0 < len(delivered) <= 600  # in order, the panic's chunk not
+    # The process lives on: a reader started where the delivered messages end reads the rest, each once.
+    rest = PartitionReader(kafka_bootstrap, topic, 0, batch_size=100, kind="trade", rules=pipeline.rules)
+    rest.start(len(delivered), end=len(messages))
+    remaining = _take_all(rest, len(messages) - len(delivered))
+    rest.close()
+    assert delivered + [o for b in remaining for o in b.offsets] == list(range(len(messages)))
+
+
+def test_a_panic_in_validation_leaves_its_chunk_to_the_exact_path(kafka_bootstrap, kafka_topic, monkeypatch, caplog):
+    topic = kafka_topic(prefix="reader-trades")
+    messages, refused = _messages("trade", 500, seed=23)
+    publish(kafka_bootstrap, ((topic, b"k", value) for value in messages))
+    pipeline = Pipeline(load_settings({}))
+    monkeypatch.setenv("K2_NATIVE_FAILPOINT", "validation-panic")
+    reader = PartitionReader(kafka_bootstrap, topic, 0, batch_size=100, kind="trade", rules=pipeline.rules)
+    reader.start(0, end=len(messages))
+    monkeypatch.delenv("K2_NATIVE_FAILPOINT")
+    batches = _take_all(reader, len(messages))
+    reader.close()
+    assert all(b.accepted is None for b in batches)  # no chunk validated natively: each went whole to Python
+    assert "native validation panicked" in caplog.text
+    validated = [pipeline.validate(b) for b in batches]
+    assert sum(len(b.records) for b in validated) == len(messages) - len(refused)  # the test's own count
+    assert sorted(d.source_offset for b in validated for d in b.dead_letters) == sorted(refused)
