@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from itertools import compress
 
-from k2.ingest.rows import RowTable, column_of
+from k2.ingest.rows import RowTable, column_of, mask_without
 from k2.ingest.sequence import SeqClass
 from k2.model.batch import IngestBatch
 
@@ -96,9 +96,7 @@ class Deduper:
         if drop:
             dropped = sorted(drop)
             batch.duplicate_offsets = batch.duplicate_offsets + [offsets[i] for i in dropped]
-            keep = [True] * len(classes)  # one mask for the lists: `compress` walks it in C
-            for i in dropped:
-                keep[i] = False
+            keep = mask_without(len(classes), dropped)
             if isinstance(records, RowTable):
                 batch.records = records.without(dropped)  # type: ignore[assignment]
             else:

@@ -132,3 +132,12 @@ def column_of(records: Sequence, name: str) -> list:
     if isinstance(records, RowTable):
         return records.column(name)
     return [getattr(record, name) for record in records]
+
+
+def mask_without(n: int, positions: Sequence[int]) -> bytearray:
+    """A keep-mask of `n` entries, false at `positions`: `itertools.compress` walks it in C, so a batch's lists drop
+    their few rows without a Python step per entry."""
+    keep = bytearray(b"\x01") * n
+    for position in positions:
+        keep[position] = 0
+    return keep

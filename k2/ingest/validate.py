@@ -29,7 +29,7 @@ from k2.ingest.checks import (
     reason_for,
 )
 from k2.ingest.columnar import DATA_SCHEMAS, rows_table
-from k2.ingest.rows import RowTable, concat
+from k2.ingest.rows import RowTable, concat, mask_without
 from k2.model.batch import IngestBatch, RawBatch
 from k2.model.schemas import DeadLetter, Kind, Quote, QuoteRow, Record, Row, Trade, TradeRow
 from k2.storage.catalog import TABLE_FOR_KIND
@@ -132,9 +132,7 @@ def _kept(raw: RawBatch, kind: Kind, rows: RowTable, dropped: list[int], dead: l
     order; a row without an ingestion time takes its message's source timestamp."""
     source_ts = raw.timestamps
     if dropped:
-        keep = bytearray(b"\x01") * len(raw.offsets)  # a mask `compress` walks in C: the flow's batches are large
-        for index in dropped:
-            keep[index] = 0
+        keep = mask_without(len(raw.offsets), dropped)
         offsets = list(compress(raw.offsets, keep))
         kept_ts = None if source_ts is None else list(compress(source_ts, keep))
     else:
