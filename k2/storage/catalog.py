@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from k2.ops.config import Settings
 from k2.ops.retry import retry
+from k2.storage.internals import PLAIN_COLUMNS_PROPERTY
 
 T = TypeVar("T")
 
@@ -54,13 +55,30 @@ TABLE_PROPERTIES = {
     # compaction may recompress.
     "write.parquet.compression-codec": "lz4",
     # A column's dictionary is given up (plain encoding from there on) once it passes this size: the low-cardinality
-    # columns (exchange, symbol, side...) stay dictionary-encoded, while ids, times, offsets and prices, all but
-    # unique, stop paying for a dictionary that only grew the file. pyiceberg's 2 MiB kept them all in one, which
-    # made writing slower and files larger; 32 KiB wrote faster and smaller than 64 KiB (benchmarks/report.md,
-    # "Design measurements: Flow thread and committer", "Design measurements: Parquet dictionary size").
+    # columns (exchange, symbol, side...) stay dictionary-encoded, while prices, often repeated within a symbol, keep
+    # theirs only while it pays. pyiceberg's 2 MiB kept every column in one, which made writing slower and files
+    # larger; 32 KiB wrote faster and smaller than 64 KiB (benchmarks/report.md, "Design measurements: Flow thread
+    # and committer", "Design measurements: Parquet dictionary size").
     "write.parquet.dict-size-bytes": str(32 * 1024),
     "format-version": "2",
 }
+
+
+# Columns of nearly unique values (times, ids, sequences, offsets) never keep a dictionary: written plain from the
+# start (`k2.storage.internals.write_data_files`), a commit's file is written ~40% faster and ~25% smaller than
+# after the attempt to build one (benchmarks/report.md, "Design measurements: Parquet dictionary size").
+_PLAIN_COLUMNS = ("timestamp", "ingestion_timestamp", "source_sequence", "message_id", "source_offset")
+PLAIN_COLUMNS = {
+    TRADES: (*_PLAIN_COLUMNS, "trade_id"),
+    QUOTES: (*_PLAIN_COLUMNS, "quote_id"),
+    DEAD_LETTERS: ("source_offset", "raw", "source_timestamp"),
+    SEQUENCE_GAPS: ("expected_sequence", "received_sequence", "timestamp", "previous_timestamp", "source_offset"),
+}
+
+
+def table_properties(name: str) -> dict[str, str]:
+    """The properties a new table `name` is created with."""
+    return {**TABLE_PROPERTIES, PLAIN_COLUMNS_PROPERTY: ",".join(PLAIN_COLUMNS[name])}
 
 
 def _common(first_id: int) -> list[NestedField]:
@@ -217,7 +235,7 @@ def _load_or_create(catalog: Catalog, namespace: str, name: str) -> Table:
             schema=SCHEMAS[name],
             partition_spec=partition_spec(name),
             sort_order=sort_order(name),
-            properties=dict(TABLE_PROPERTIES),  # pyiceberg pops "format-version" from the dict it is given
+            properties=table_properties(name),  # a new dict: pyiceberg pops "format-version" from it
         )
 
 

@@ -2,38 +2,48 @@
 
 pyiceberg 0.12 has no public way to write a `replace` snapshot, to expire many snapshots without rebuilding the
 metadata per id, to append without deep-copying the metadata at every look, to read a manifest list through its
-cache, to scan and write given data files, or to write rows that all fall in one partition without splitting (so
-copying) them first; the classes and names here do those on top of its internals.
+cache, to scan and write given data files, to write rows that all fall in one partition without splitting (so
+copying) them first, or to leave chosen Parquet columns without a dictionary; the classes and names here do those
+on top of its internals.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import itertools
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     ArrowScan,
+    ParquetFormatModel,
+    ParquetFormatWriter,
     _check_pyarrow_schema_compatible,
-    _dataframe_to_data_files,
+    _determine_partitions,
+    _to_requested_schema,
     bin_pack_arrow_table,
     pyarrow_to_schema,
-    write_file,
 )
-from pyiceberg.manifest import DataFile, ManifestContent, ManifestFile, _manifests
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestFile, _manifests
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
-from pyiceberg.schema import Schema
+from pyiceberg.schema import Schema, sanitize_column_names
 from pyiceberg.table import EMPTY_DICT, MAIN_BRANCH, Table, TableProperties, Transaction, WriteTask
+from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _ManifestMergeManager, _OverwriteFiles
+from pyiceberg.typedef import Properties, Record
+from pyiceberg.utils.concurrent import ExecutorFactory
 from pyiceberg.utils.properties import property_as_int
 
 __all__ = [
+    "PLAIN_COLUMNS_PROPERTY",
     "ArrowScan",
     "ExpireSnapshotsById",
     "MetadataSharingTransaction",
@@ -44,6 +54,9 @@ __all__ = [
 
 manifests_of_list = _manifests  # (io, manifest list path) -> its ManifestFiles, through pyiceberg's manifest cache
 
+# A table property: the top-level columns (comma-separated) whose Parquet pages are written without a dictionary.
+PLAIN_COLUMNS_PROPERTY = "k2.parquet.plain-columns"
+
 
 def write_data_files(
     metadata: TableMetadata,
@@ -52,13 +65,11 @@ def write_data_files(
     write_uuid: uuid.UUID | None = None,
     counter: itertools.count[int] | None = None,
 ) -> Iterable[DataFile]:
-    """pyiceberg's `_dataframe_to_data_files` (a table's rows to data files), without its split when every row falls
-    in one partition: the split filters, so copies, the whole table even then, and a flow's commit (its rows from
-    seconds of one day) always does (benchmarks/report.md, "Design measurements: Flow thread and committer").
-    Rows of several partitions, or none, go through pyiceberg's own path."""
-    key = _only_partition(metadata, df)
-    if key is None:
-        return _dataframe_to_data_files(metadata, df, io, write_uuid, counter)
+    """pyiceberg's `_dataframe_to_data_files` (a table's rows to data files), with two differences. Rows that all
+    fall in one partition are written as they are: pyiceberg's split filters, so copies, the whole table even then,
+    and a flow's commit (its rows from seconds of one day) always does. And the columns the table's
+    `k2.parquet.plain-columns` names are written without a dictionary (benchmarks/report.md, "Design measurements:
+    Flow thread and committer", "Design measurements: Parquet dictionary size")."""
     counter = counter or itertools.count(0)
     write_uuid = write_uuid or uuid.uuid4()
     target_size = property_as_int(
@@ -67,11 +78,88 @@ def write_data_files(
         TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
     )
     schema = _task_schema(metadata, df.schema)
+    key = _only_partition(metadata, df)
+    if key is not None or metadata.spec().is_unpartitioned():
+        parts: Iterable[tuple[PartitionKey | None, pa.Table]] = [(key, df)]
+    else:
+        parts = (
+            (p.partition_key, p.arrow_table_partition)
+            for p in _determine_partitions(metadata.spec(), metadata.schema(), df)
+        )
     tasks = (
-        WriteTask(write_uuid, next(counter), schema, batches, partition_key=key)
-        for batches in bin_pack_arrow_table(df, target_size)  # type: ignore[arg-type]
+        WriteTask(write_uuid, next(counter), schema, batches, partition_key=part_key)
+        for part_key, rows in parts
+        for batches in bin_pack_arrow_table(rows, target_size)  # type: ignore[arg-type]
     )
-    return write_file(io, metadata, tasks)
+    return _write_files(io, metadata, tasks)
+
+
+def _write_files(io: FileIO, metadata: TableMetadata, tasks: Iterator[WriteTask]) -> Iterator[DataFile]:
+    """pyiceberg's `write_file` (each task to one Parquet data file, on its executor), its writer
+    `_ParquetWriter`."""
+    file_schema = sanitize_column_names(metadata.schema())
+    locations = load_location_provider(table_location=metadata.location, table_properties=metadata.properties)
+    model = ParquetFormatModel()
+
+    def write_one(task: WriteTask) -> DataFile:
+        batches = [
+            _to_requested_schema(
+                requested_schema=file_schema,
+                file_schema=task.schema,
+                batch=batch,
+                downcast_ns_timestamp_to_us=False,  # K2's timestamps are microseconds already
+                include_field_ids=True,
+                format_model=model,
+            )
+            for batch in task.record_batches
+        ]
+        path = locations.new_data_location(
+            data_file_name=task.generate_data_file_filename("parquet"), partition_key=task.partition_key
+        )
+        output = io.new_output(path)
+        with _ParquetWriter(output, file_schema, metadata.properties) as writer:
+            writer.write(pa.Table.from_batches(batches))
+        statistics = writer.result()
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=path,
+            file_format=FileFormat.PARQUET,
+            partition=task.partition_key.partition if task.partition_key else Record(),
+            file_size_in_bytes=len(output),
+            sort_order_id=None,
+            spec_id=metadata.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **statistics.to_serialized_dict(),
+        )
+
+    return iter(ExecutorFactory.get_or_create().map(write_one, tasks))
+
+
+class _ParquetWriter(ParquetFormatWriter):
+    """pyiceberg's Parquet writer, minus the dictionary on the columns the table's `k2.parquet.plain-columns` names:
+    a column of nearly unique values (times, ids, offsets) fills its dictionary, gives it up and goes on plain, and
+    the attempt made writing slower and files larger than plain from the start."""
+
+    def __init__(self, output_file, file_schema, properties: Properties) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(output_file, file_schema, properties)
+        self._plain = frozenset(c.strip() for c in properties.get(PLAIN_COLUMNS_PROPERTY, "").split(",") if c.strip())
+
+    def write(self, table: pa.Table) -> None:
+        if self._plain and self._writer is None:
+            self._parquet_writer_kwargs["use_dictionary"] = _dictionary_paths(table.schema, self._plain)
+        super().write(table)
+
+
+@functools.lru_cache(maxsize=64)
+def _dictionary_paths(schema: pa.Schema, plain: frozenset[str]) -> list[str]:
+    """The Parquet leaf paths (`list.element`, `key_value.key` within nested columns) of `schema`'s columns not in
+    `plain`, as pyarrow names them: read from an empty file it writes, which is exact for any nesting."""
+    buffer = io.BytesIO()
+    pq.write_table(schema.empty_table(), buffer)
+    parquet = pq.read_metadata(pa.BufferReader(buffer.getvalue())).schema
+    leaves = (parquet.column(i).path for i in range(len(parquet)))
+    return [path for path in leaves if path.split(".", 1)[0] not in plain]
 
 
 # A table's writes carry the same few Arrow schemas commit after commit: checked and converted once each (together

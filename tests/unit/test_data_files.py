@@ -12,7 +12,12 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
 from k2.ingest.columnar import ARROW_SCHEMAS
 from k2.storage.catalog import TRADES, ensure_tables, open_catalog, read_table
-from k2.storage.internals import MetadataSharingTransaction, _only_partition, write_data_files
+from k2.storage.internals import (
+    PLAIN_COLUMNS_PROPERTY,
+    MetadataSharingTransaction,
+    _only_partition,
+    write_data_files,
+)
 from tests.fixtures.market import T0, raw_batch, to_arrow_batch, trade
 
 pytestmark = pytest.mark.unit
@@ -78,3 +83,49 @@ def test_rows_that_do_not_fit_the_table_are_refused_every_time(settings):
     with MetadataSharingTransaction(table) as transaction:
         transaction.append(rows)  # the table's own schema still goes through
     assert read_table(table.refresh(), ["trade_id"]).num_rows == 1
+
+
+def dictionary_columns(path: str) -> dict[str, bool]:
+    """Each Parquet leaf column of a file: whether any of its row groups has a dictionary page."""
+    meta = pq.read_metadata(path.removeprefix("file://"))
+    found: dict[str, bool] = {}
+    for g in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            column = meta.row_group(g).column(c)
+            found[column.path_in_schema] = found.get(column.path_in_schema, False) or column.has_dictionary_page
+    return found
+
+
+@pytest.mark.parametrize("days", [1, 3], ids=["one day", "three days"])
+def test_times_ids_and_offsets_are_written_without_a_dictionary(settings, days):
+    """The trades table's plain columns get no dictionary, in either path; the others still do, nested ones too."""
+    table = ensure_tables(open_catalog(settings), settings.namespace)[TRADES]
+    messages = [
+        trade(
+            trade_id=f"t{i}",
+            source_sequence=i + 1,
+            timestamp=T0 + (i % days) * DAY + i,
+            trade_conditions=["@", "F"],
+            vendor_data={"venue": "x"},
+        )
+        for i in range(300)
+    ]
+    rows = to_arrow_batch(raw_batch(messages)).tables[TRADES]
+    files = list(write_data_files(table.metadata, rows, table.io, uuid.uuid4()))
+    assert len(files) == days
+    plain = {"timestamp", "ingestion_timestamp", "source_sequence", "message_id", "trade_id", "source_offset"}
+    for data_file in files:
+        columns = dictionary_columns(data_file.file_path)
+        assert {c for c, has in columns.items() if not has} == plain
+        assert columns["symbol"] and columns["price"]
+        assert columns["trade_conditions.list.element"] and columns["vendor_data.key_value.key"]
+    assert described(files) == described(_dataframe_to_data_files(table.metadata, rows, table.io, uuid.uuid4()))
+
+
+def test_a_table_without_the_property_keeps_every_dictionary(settings):
+    table = ensure_tables(open_catalog(settings), settings.namespace)[TRADES]
+    with table.transaction() as transaction:
+        transaction.remove_properties(PLAIN_COLUMNS_PROPERTY)
+    table = table.refresh()
+    files = list(write_data_files(table.metadata, trades([T0 + i for i in range(100)]), table.io, uuid.uuid4()))
+    assert all(dictionary_columns(files[0].file_path).values())
