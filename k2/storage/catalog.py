@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from k2.ops.config import Settings
 from k2.ops.retry import retry
-from k2.storage.internals import PLAIN_COLUMNS_PROPERTY
+from k2.storage.internals import PLAIN_COLUMNS_PROPERTY, MetadataCachingSqlCatalog
 
 T = TypeVar("T")
 
@@ -57,8 +57,8 @@ TABLE_PROPERTIES = {
     # A column's dictionary is given up (plain encoding from there on) once it passes this size: the low-cardinality
     # columns (exchange, symbol, side...) stay dictionary-encoded, while prices, often repeated within a symbol, keep
     # theirs only while it pays. pyiceberg's 2 MiB kept every column in one, which made writing slower and files
-    # larger; 32 KiB wrote faster and smaller than 64 KiB (benchmarks/report.md, "Design measurements: Flow thread
-    # and committer", "Design measurements: Parquet dictionary size").
+    # larger; 32 KiB wrote faster and smaller than 64 KiB (benchmarks/report.md,
+    # "Design measurements: Flow thread and committer", "Design measurements: Parquet dictionary size").
     "write.parquet.dict-size-bytes": str(32 * 1024),
     "format-version": "2",
 }
@@ -195,7 +195,8 @@ def _retrying(action: Callable[[], T], attempts: int = 8) -> T:
 
 
 def open_catalog(settings: Settings) -> Catalog:
-    """The configured catalog: by default SQLite under the data dir with a local warehouse folder."""
+    """The configured catalog: by default SQLite under the data dir with a local warehouse folder; any SQLAlchemy URL
+    gives a SQL catalog (`k2.storage.internals.MetadataCachingSqlCatalog`), an http(s) URL a REST catalog."""
     return _retrying(lambda: _open_catalog(settings))
 
 
@@ -203,7 +204,7 @@ def _open_catalog(settings: Settings) -> Catalog:
     uri = settings.resolved_catalog_uri
     if uri.startswith("sqlite:///"):
         settings.data_path.mkdir(parents=True, exist_ok=True)
-    properties = {"type": "sql", "uri": uri, "warehouse": settings.resolved_warehouse}
+    properties = {"uri": uri, "warehouse": settings.resolved_warehouse}
     s3 = {
         "s3.endpoint": settings.s3_endpoint,
         "s3.access-key-id": settings.s3_access_key_id,
@@ -214,8 +215,8 @@ def _open_catalog(settings: Settings) -> Catalog:
     if settings.s3_endpoint:
         properties["s3.force-virtual-addressing"] = "false"  # path-style, as MinIO and other local stores expect
     if uri.startswith(("http://", "https://")):
-        properties["type"] = "rest"
-    return load_catalog(settings.catalog_name, **properties)
+        return load_catalog(settings.catalog_name, type="rest", **properties)
+    return MetadataCachingSqlCatalog(settings.catalog_name, **properties)  # pyiceberg's SQL catalog, commits cheaper
 
 
 def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:

@@ -12,12 +12,8 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
 from k2.ingest.columnar import ARROW_SCHEMAS
 from k2.storage.catalog import TRADES, ensure_tables, open_catalog, read_table
-from k2.storage.internals import (
-    PLAIN_COLUMNS_PROPERTY,
-    MetadataSharingTransaction,
-    _only_partition,
-    write_data_files,
-)
+from k2.storage.internals import PLAIN_COLUMNS_PROPERTY, MetadataSharingTransaction, write_data_files
+from k2.storage.internals.files import _only_partition
 from tests.fixtures.market import T0, raw_batch, to_arrow_batch, trade
 
 pytestmark = pytest.mark.unit

@@ -1,11 +1,5 @@
-"""Everything in K2 that reaches into pyiceberg's private API, in one place to check when pyiceberg moves.
-
-pyiceberg 0.12 has no public way to write a `replace` snapshot, to expire many snapshots without rebuilding the
-metadata per id, to append without deep-copying the metadata at every look, to read a manifest list through its
-cache, to scan and write given data files, to write rows that all fall in one partition without splitting (so
-copying) them first, or to leave chosen Parquet columns without a dictionary; the classes and names here do those
-on top of its internals.
-"""
+"""Data files: rows to Parquet files as pyiceberg writes them, without its split of one partition's rows and with
+chosen columns written without a dictionary."""
 
 from __future__ import annotations
 
@@ -20,7 +14,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
-    ArrowScan,
     ParquetFormatModel,
     ParquetFormatWriter,
     _check_pyarrow_schema_compatible,
@@ -29,30 +22,18 @@ from pyiceberg.io.pyarrow import (
     bin_pack_arrow_table,
     pyarrow_to_schema,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestContent, ManifestFile, _manifests
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
 from pyiceberg.schema import Schema, sanitize_column_names
-from pyiceberg.table import EMPTY_DICT, MAIN_BRANCH, Table, TableProperties, Transaction, WriteTask
+from pyiceberg.table import (
+    TableProperties,
+    WriteTask,
+)
 from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.refs import SnapshotRefType
-from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import ExpireSnapshots, _ManifestMergeManager, _OverwriteFiles
 from pyiceberg.typedef import Properties, Record
 from pyiceberg.utils.concurrent import ExecutorFactory
 from pyiceberg.utils.properties import property_as_int
-
-__all__ = [
-    "PLAIN_COLUMNS_PROPERTY",
-    "ArrowScan",
-    "ExpireSnapshotsById",
-    "MetadataSharingTransaction",
-    "RewriteFiles",
-    "manifests_of_list",
-    "write_data_files",
-]
-
-manifests_of_list = _manifests  # (io, manifest list path) -> its ManifestFiles, through pyiceberg's manifest cache
 
 # A table property: the top-level columns (comma-separated) whose Parquet pages are written without a dictionary.
 PLAIN_COLUMNS_PROPERTY = "k2.parquet.plain-columns"
@@ -68,8 +49,8 @@ def write_data_files(
     """pyiceberg's `_dataframe_to_data_files` (a table's rows to data files), with two differences. Rows that all
     fall in one partition are written as they are: pyiceberg's split filters, so copies, the whole table even then,
     and a flow's commit (its rows from seconds of one day) always does. And the columns the table's
-    `k2.parquet.plain-columns` names are written without a dictionary (benchmarks/report.md, "Design measurements:
-    Flow thread and committer", "Design measurements: Parquet dictionary size")."""
+    `k2.parquet.plain-columns` names are written without a dictionary (benchmarks/report.md,
+    "Design measurements: Flow thread and committer", "Design measurements: Parquet dictionary size")."""
     counter = counter or itertools.count(0)
     write_uuid = write_uuid or uuid.uuid4()
     target_size = property_as_int(
@@ -201,96 +182,3 @@ def _only_partition(metadata: TableMetadata, df: pa.Table) -> PartitionKey | Non
             return None
         values.append(PartitionFieldValue(field=field, value=low))
     return PartitionKey(field_values=values, partition_spec=spec, schema=schema)
-
-
-class MetadataSharingTransaction(Transaction):
-    """pyiceberg's transaction (what `Table.append` uses), minus a deep copy of the whole table metadata at every
-    look before anything is staged: an append looks many times, the copies were a large share of a commit's time,
-    and they grow with every snapshot (benchmarks/report.md, "Design measurements: Commit cost over time"). The
-    metadata models are frozen, so the unchanged metadata can be handed out as it is."""
-
-    @property
-    def table_metadata(self) -> TableMetadata:
-        if not self._updates:
-            return self._table.metadata
-        return super().table_metadata
-
-    def append(
-        self, df: pa.Table, snapshot_properties: dict[str, str] = EMPTY_DICT, branch: str | None = MAIN_BRANCH
-    ) -> None:
-        """`Transaction.append` of an Arrow table, its data files written by `write_data_files`."""
-        metadata = self.table_metadata
-        _task_schema(metadata, df.schema)  # checks that the rows fit the table's schema first
-        with self._append_snapshot_producer(snapshot_properties, branch=branch) as append_files:
-            if df.num_rows:
-                for data_file in write_data_files(metadata, df, self._table.io, append_files.commit_uuid):
-                    append_files.append_data_file(data_file)
-
-
-class RewriteFiles(_OverwriteFiles):
-    """A `replace` snapshot: data files swapped for files with the same rows, and all data manifests merged.
-
-    pyiceberg only writes append/overwrite/delete snapshots; readers (and `k2.query.latest`) tell a compaction
-    from a logical change by the operation, so the summary is computed as an overwrite and labelled `replace`.
-    """
-
-    def __init__(self, table: Table, transaction: Transaction) -> None:
-        super().__init__(operation=Operation.REPLACE, transaction=transaction, io=table.io)
-        self.intermediate_manifests: list[str] = []
-
-    def _summary(self, snapshot_properties=None) -> Summary:  # type: ignore[override]
-        self._operation = Operation.OVERWRITE
-        try:
-            summary = super()._summary(snapshot_properties or {})
-        finally:
-            self._operation = Operation.REPLACE
-        return Summary(Operation.REPLACE, **summary.additional_properties)
-
-    def _validate_concurrency(self) -> None:
-        """Appends committed meanwhile never conflict with a rewrite; the one conflict, an input file removed by
-        someone else, is caught when the retry re-plans its deletes (`_validate_required_deletes`)."""
-
-    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
-        data = [m for m in manifests if m.content == ManifestContent.DATA]
-        deletes = [m for m in manifests if m.content == ManifestContent.DELETES]
-        target = int(
-            self._transaction.table_metadata.properties.get(
-                TableProperties.MANIFEST_TARGET_SIZE_BYTES, TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT
-            )
-        )
-        merger = _ManifestMergeManager(
-            target_size_bytes=target, min_count_to_merge=2, merge_enabled=True, snapshot_producer=self
-        )
-        merged = merger.merge_manifests(data)
-        # The manifests this snapshot wrote for its added, deleted and rewritten entries are inputs of the merge;
-        # the merged ones replace them, and no metadata will ever reference them.
-        kept = {m.manifest_path for m in merged}
-        self.intermediate_manifests = [
-            m.manifest_path for m in data if m.added_snapshot_id == self._snapshot_id and m.manifest_path not in kept
-        ]
-        return merged + deletes
-
-
-class ExpireSnapshotsById(ExpireSnapshots):
-    """`ExpireSnapshots` that checks a list of ids against the metadata once.
-
-    pyiceberg's `by_id` rebuilds (deep-copies) the transaction's metadata twice per id: expiring hundreds of
-    snapshots was slow, and the flow's commits waited behind it (benchmarks/report.md,
-    "Design measurements: Snapshot expiry").
-    """
-
-    def by_ids(self, snapshot_ids: list[int]) -> ExpireSnapshots:
-        metadata = self._transaction.table_metadata
-        known = {snapshot.snapshot_id for snapshot in metadata.snapshots}
-        protected = {
-            ref.snapshot_id
-            for ref in metadata.refs.values()
-            if ref.snapshot_ref_type in (SnapshotRefType.TAG, SnapshotRefType.BRANCH)
-        }
-        for snapshot_id in snapshot_ids:
-            if snapshot_id not in known:
-                raise ValueError(f"Snapshot with ID {snapshot_id} does not exist.")
-            if snapshot_id in protected:
-                raise ValueError(f"Snapshot with ID {snapshot_id} is protected and cannot be expired.")
-        self._snapshot_ids_to_expire.update(snapshot_ids)
-        return self
