@@ -3,6 +3,9 @@
 Tables live in one namespace: `trades`, `quotes`, `dead_letters`, `sequence_gaps`. They are created on first use,
 partitioned by `day(timestamp)` and sorted by `(symbol, timestamp, source_sequence)`. Every row carries its source
 position (`source_topic`, `source_partition`, `source_offset`), so any row can be traced back to its message.
+
+SQLAlchemy (for the SQL catalog) is imported when a catalog is opened, not with this module: the flow opens its
+catalog on a thread of its own while Kafka sets up, and its first steps need the table definitions here only.
 """
 
 from __future__ import annotations
@@ -30,11 +33,10 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
 from k2.ops.config import Settings
 from k2.ops.retry import retry
-from k2.storage.internals import PLAIN_COLUMNS_PROPERTY, MetadataCachingSqlCatalog
+from k2.storage.internals import PLAIN_COLUMNS_PROPERTY
 
 T = TypeVar("T")
 
@@ -191,6 +193,8 @@ def sort_columns(name: str) -> tuple[str, ...]:
 def _retrying(action: Callable[[], T], attempts: int = 8) -> T:
     """Workers and processes start together and race to create the catalog's own tables and ours; whoever
     loses the race finds the object there on the next try."""
+    from sqlalchemy.exc import SQLAlchemyError  # imported with the catalog, off the flow's start (module docstring)
+
     return retry(action, on=(SQLAlchemyError, TableAlreadyExistsError, NamespaceAlreadyExistsError), attempts=attempts)
 
 
@@ -216,7 +220,9 @@ def _open_catalog(settings: Settings) -> Catalog:
         properties["s3.force-virtual-addressing"] = "false"  # path-style, as MinIO and other local stores expect
     if uri.startswith(("http://", "https://")):
         return load_catalog(settings.catalog_name, type="rest", **properties)
-    return MetadataCachingSqlCatalog(settings.catalog_name, **properties)  # pyiceberg's SQL catalog, commits cheaper
+    from k2.storage.internals.sql_catalog import MetadataCachingSqlCatalog  # with SQLAlchemy: module docstring
+
+    return MetadataCachingSqlCatalog(settings.catalog_name, **properties)
 
 
 def ensure_tables(catalog: Catalog, namespace: str) -> dict[str, Table]:

@@ -11,7 +11,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table.update import update_table_metadata
 
 from k2.storage.catalog import TRADES, ensure_tables, open_catalog, read_table
-from k2.storage.internals import MetadataCachingSqlCatalog, MetadataSharingTransaction, updated_metadata
+from k2.storage.internals import MetadataSharingTransaction, updated_metadata
+from k2.storage.internals.sql_catalog import MetadataCachingSqlCatalog
 from tests.fixtures.market import T0, raw_batch, to_arrow_batch, trade
 
 pytestmark = pytest.mark.unit

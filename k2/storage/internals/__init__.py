@@ -7,21 +7,21 @@ that all fall in one partition without splitting (so copying) them first, or to 
 without a dictionary; the classes and names here do those on top of its internals:
 
 - `files`: rows to data files (`write_data_files`);
-- `metadata`: commits (`MetadataSharingTransaction`, `updated_metadata`, `MetadataCachingSqlCatalog`);
+- `metadata`: commits (`MetadataSharingTransaction`, `updated_metadata`);
+- `sql_catalog`: the SQL catalog (`MetadataCachingSqlCatalog`), imported only where a catalog is opened;
 - `snapshots`: rewrites and expiry (`RewriteFiles`, `ExpireSnapshotsById`, `manifests_of_list`).
 """
 
 from pyiceberg.io.pyarrow import ArrowScan
 
 from k2.storage.internals.files import PLAIN_COLUMNS_PROPERTY, write_data_files
-from k2.storage.internals.metadata import MetadataCachingSqlCatalog, MetadataSharingTransaction, updated_metadata
+from k2.storage.internals.metadata import MetadataSharingTransaction, updated_metadata
 from k2.storage.internals.snapshots import ExpireSnapshotsById, RewriteFiles, manifests_of_list
 
 __all__ = [
     "PLAIN_COLUMNS_PROPERTY",
     "ArrowScan",
     "ExpireSnapshotsById",
-    "MetadataCachingSqlCatalog",
     "MetadataSharingTransaction",
     "RewriteFiles",
     "manifests_of_list",
