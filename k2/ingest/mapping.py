@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-import yaml
 
 from k2.model.schemas import Kind
 
@@ -115,6 +114,8 @@ class Mapper:
 
 def load_mappings(path: str | Path) -> dict[str, Mapper]:
     """The mappers of a mapping file, by topic. Raises `MappingError` with the reason when the file is unusable."""
+    import yaml  # here, not with the module: only a mapping file needs it, and the flow imports this module
+
     path = Path(path)
     try:
         text = path.read_text()
