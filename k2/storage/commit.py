@@ -110,10 +110,11 @@ def _sorted(data: pa.Table, columns: tuple[str, ...]) -> pa.Table:
 
 
 def import_append() -> None:
-    """Import ahead what pyiceberg imports in a process's first append (its schema check prints to `rich` tables):
-    imported by the first commit instead, on the committer thread while the flow's thread holds the GIL, it took
-    ~0.15 s of that commit's 0.3-0.4 s (benchmarks/report.md, "Design measurements: Flow start-up")."""
-    for module in ("rich.console", "rich.table"):
+    """Import ahead what pyiceberg imports in a process's first append (its schema check prints to `rich` tables,
+    the day partition of the rows is computed in `pyiceberg_core`): imported by the first commit instead, on the
+    committer thread while the flow's thread holds the GIL, it took ~0.15 s of that commit's 0.3-0.4 s
+    (benchmarks/report.md, "Design measurements: Flow start-up")."""
+    for module in ("rich.console", "rich.table", "pyiceberg_core.transform"):
         importlib.import_module(module)
 
 
