@@ -172,8 +172,9 @@ def classify(run: Run, target: str) -> Kill:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_bootstrap, kafka_topic, workers):
     trades, quotes, dlq = kafka_topic(3, prefix="trades"), kafka_topic(3, prefix="quotes"), kafka_topic(1, prefix="dlq")
-    # Enough for every planned kill on a quiet machine: the compiled path reads a run's share in seconds.
-    expected = ForeignFeed(messages=3_000_000).produce(kafka_bootstrap, trades, quotes)
+    # Enough for the kills a run of this test needs (10-13 so far): a run commits ~250,000 messages before its kill,
+    # now that the flow reads ~400k msg/s (3,000,000 ran out after 12 kills at 2 workers).
+    expected = ForeignFeed(messages=5_000_000).produce(kafka_bootstrap, trades, quotes)
     env = flow_env(tmp_path, kafka_bootstrap, (trades, quotes, dlq), tail=False)
     rng = random.Random(2026 + workers)
     recovery = tmp_path / "recovery"

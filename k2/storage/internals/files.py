@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyiceberg.io import FileIO
+from pyiceberg.io import FileIO, OutputFile
 from pyiceberg.io.pyarrow import (
     ParquetFormatModel,
     ParquetFormatWriter,
@@ -122,7 +122,7 @@ class _ParquetWriter(ParquetFormatWriter):
     a column of nearly unique values (times, ids, offsets) fills its dictionary, gives it up and goes on plain, and
     the attempt made writing slower and files larger than plain from the start."""
 
-    def __init__(self, output_file, file_schema, properties: Properties) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, output_file: OutputFile, file_schema: Schema, properties: Properties) -> None:
         super().__init__(output_file, file_schema, properties)
         self._plain = frozenset(c.strip() for c in properties.get(PLAIN_COLUMNS_PROPERTY, "").split(",") if c.strip())
 
