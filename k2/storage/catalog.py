@@ -67,8 +67,8 @@ TABLE_PROPERTIES = {
 
 
 # Columns of nearly unique values (times, ids, sequences, offsets) never keep a dictionary: written plain from the
-# start (`k2.storage.internals.write_data_files`), a commit's file is written ~40% faster and ~25% smaller than
-# after the attempt to build one (benchmarks/report.md, "Design measurements: Parquet dictionary size").
+# start (`k2.storage.internals.write_data_files`), a commit's file is written faster and smaller than after the
+# attempt to build one (benchmarks/report.md, "Design measurements: Parquet dictionary size").
 _PLAIN_COLUMNS = ("timestamp", "ingestion_timestamp", "source_sequence", "message_id", "source_offset")
 PLAIN_COLUMNS = {
     TRADES: (*_PLAIN_COLUMNS, "trade_id"),

@@ -188,8 +188,11 @@ def test_kill_9_mid_work_loses_and_repeats_nothing_in_any_table(tmp_path, kafka_
         target = "recovery" if held else next(plan)
         # A stuck commit reaches an epoch's state only when the epoch end handed it over: a commit that the row
         # bound (`K2_COMMIT_MAX_ROWS`) starts mid-epoch stops the flow at the next bound, before any epoch end, while
-        # it is stuck. So a "held" run commits at epoch ends only, as a flow below the bound does.
-        run_env = {**env, "K2_COMMIT_MAX_ROWS": "100000000"} if target == "held" else env
+        # it is stuck. So a "held" run commits at epoch ends only, as a flow below the bound does; so does a
+        # "snapshot" run, whose epoch-end commit then carries the epoch's rows and stays in flight long enough for
+        # the kill to land before it (a commit of the bound's 50,000 rows lands in ~50 ms, often before the kill).
+        at_epoch_ends = target in ("held", "snapshot")
+        run_env = {**env, "K2_COMMIT_MAX_ROWS": "100000000"} if at_epoch_ends else env
         run = start(run_env, recovery, tmp_path, len(kills), workers)
         reached = wait_for(run, target, rng)
         run.process.send_signal(signal.SIGKILL)

@@ -1,6 +1,6 @@
 """The SQL catalog K2 opens: pyiceberg's, keeping the metadata files it wrote or read parsed, and staging commits
-without deep copies. A module of its own, imported when a catalog is opened: SQLAlchemy, which it needs, is ~0.1 s
-of a process's imports that the flow's first steps do not wait for (benchmarks/report.md,
+without deep copies. A module of its own, imported when a catalog is opened: SQLAlchemy, which it needs, is a large
+share of a process's imports, and the flow's first steps need not wait for it (benchmarks/report.md,
 "Design measurements: Flow start-up")."""
 
 from __future__ import annotations
