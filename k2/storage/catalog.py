@@ -69,10 +69,10 @@ TABLE_PROPERTIES = {
 # Columns of nearly unique values (times, ids, sequences, offsets) never keep a dictionary: written plain from the
 # start (`k2.storage.internals.write_data_files`), a commit's file is written faster and smaller than after the
 # attempt to build one (benchmarks/report.md, "Design measurements: Parquet dictionary size").
-_PLAIN_COLUMNS = ("timestamp", "ingestion_timestamp", "source_sequence", "message_id", "source_offset")
+_RECORD_PLAIN_COLUMNS = ("timestamp", "ingestion_timestamp", "source_sequence", "message_id", "source_offset")
 PLAIN_COLUMNS = {
-    TRADES: (*_PLAIN_COLUMNS, "trade_id"),
-    QUOTES: (*_PLAIN_COLUMNS, "quote_id"),
+    TRADES: (*_RECORD_PLAIN_COLUMNS, "trade_id"),
+    QUOTES: (*_RECORD_PLAIN_COLUMNS, "quote_id"),
     DEAD_LETTERS: ("source_offset", "raw", "source_timestamp"),
     SEQUENCE_GAPS: ("expected_sequence", "received_sequence", "timestamp", "previous_timestamp", "source_offset"),
 }

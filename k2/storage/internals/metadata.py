@@ -5,12 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pyarrow as pa
-from pyiceberg.table import (
-    EMPTY_DICT,
-    MAIN_BRANCH,
-    TableUpdate,
-    Transaction,
-)
+from pyiceberg.table import EMPTY_DICT, MAIN_BRANCH, TableUpdate, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import _apply_table_update, _TableMetadataUpdateContext, _update_table_metadata_log
 from pyiceberg.utils.datetime import datetime_to_millis

@@ -4,11 +4,7 @@ manifest lists read through its cache."""
 from __future__ import annotations
 
 from pyiceberg.manifest import ManifestContent, ManifestFile, _manifests
-from pyiceberg.table import (
-    Table,
-    TableProperties,
-    Transaction,
-)
+from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _ManifestMergeManager, _OverwriteFiles
